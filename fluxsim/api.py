@@ -1,0 +1,325 @@
+"""Notebook entry point: physical keyword arguments in, a :class:`Result` out.
+
+    >>> import fluxsim
+    >>> result = fluxsim.run(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=100, snapshot_times_s=[300, 600])
+    >>> result.capacity_at_cutoff_mAh_per_g, result.offset_at(600.0)
+
+For gradients, build the parameter pytree with :func:`make_params` and differentiate :func:`fluxsim.simulate`
+composed with the functions of :mod:`fluxsim.outputs`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import numpy as np
+
+from fluxsim import outputs
+from fluxsim.constants import Material
+from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
+from fluxsim.protocol import Charge, check_protocol
+from fluxsim.solver import Numerics, Params, Solution, check_numerics, simulate
+from fluxsim.surface import FilmResistance, FluxRatio, make_blocking
+
+#: Default initial occupancy with surface model B (its open-circuit potential diverges at theta = 1).
+THETA0_MODEL_B = 1.0 - 1e-4
+
+
+def _check_range(name, value, lo=None, hi=None, lo_open=False, hi_open=False, unit=""):
+    """Raise ``ValueError`` naming the parameter, its value and the allowed range."""
+    v = float(value)
+    bad = not math.isfinite(v) and not (hi is math.inf and v == math.inf)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+        raise ValueError(f"{name} = {value!r}{unit} is outside the allowed range {rng}")
+
+
+def make_diffusivity(
+    law="power_law",
+    *,
+    D_hi_m2_per_s=1e-14,
+    theta_ref=0.80,
+    exponent=3.0,
+    D_floor_m2_per_s=1e-20,
+    D_m2_per_s=1e-14,
+    table_theta=None,
+    table_D_m2_per_s=None,
+    low_theta_dip=False,
+    D_low_m2_per_s=1e-15,
+    theta_dip=0.3,
+    dip_width=0.05,
+):
+    """Build a D(theta) law (see :mod:`fluxsim.diffusivity`) from physical inputs, with checks."""
+    if law == "power_law":
+        _check_range("D_hi_m2_per_s", D_hi_m2_per_s, 0, None, lo_open=True)
+        _check_range("theta_ref", theta_ref, 0, 1, True, True)
+        _check_range("exponent", exponent, 0, None, lo_open=True)
+        _check_range("D_floor_m2_per_s", D_floor_m2_per_s, 0, None, lo_open=True)
+        base = PowerLaw(D_hi_m2_per_s, theta_ref, exponent, D_floor_m2_per_s)
+    elif law == "constant":
+        _check_range("D_m2_per_s", D_m2_per_s, 0, None, lo_open=True)
+        base = ConstantDiffusivity(D_m2_per_s)
+    elif law == "tabulated":
+        if table_theta is None or table_D_m2_per_s is None:
+            raise ValueError("the tabulated D law needs table_theta and table_D_m2_per_s")
+        th = np.asarray(table_theta, float)
+        d = np.asarray(table_D_m2_per_s, float)
+        if th.ndim != 1 or th.shape != d.shape or th.size < 2:
+            raise ValueError("table_theta and table_D_m2_per_s must be 1-D of equal length >= 2")
+        if np.any(np.diff(th) <= 0):
+            raise ValueError("table_theta must be strictly increasing")
+        if th[0] < 0 or th[-1] > 1:
+            raise ValueError(f"table_theta must lie within [0, 1], got [{th[0]}, {th[-1]}]")
+        if np.any(~(d > 0)) or not np.all(np.isfinite(d)):
+            raise ValueError("table_D_m2_per_s must be finite and > 0 everywhere")
+        base = TabulatedDiffusivity(th, d)
+    else:
+        raise ValueError(f"unknown diffusivity law {law!r}; allowed: 'power_law', 'constant', 'tabulated'")
+    if low_theta_dip:
+        _check_range("D_low_m2_per_s", D_low_m2_per_s, 0, None, lo_open=True)
+        _check_range("dip_width", dip_width, 0, None, lo_open=True)
+        return LowThetaDip(base, D_low_m2_per_s, theta_dip, dip_width)
+    return base
+
+
+def make_params(
+    *,
+    radius_m=1.2e-6,
+    rate_mA_per_g=100.0,
+    eta=1.0,
+    blocked_fraction=0.0,
+    arc_center_rad=math.pi,
+    extra_arcs=None,
+    eta_profile=None,
+    surface_model="A",
+    flux_normalisation="total_current",
+    r_NMC_ohm_m2=0.05,
+    U0_V=3.9,
+    k_V=0.3,
+    temperature_K=298.0,
+    voltage_cut_V=math.inf,
+    theta0=None,
+    theta_cut=0.2,
+    theta_upper=0.99,
+    theta_core=0.97,
+    core_smoothing=0.005,
+    molar_mass_g_per_mol=97.46,
+    density_kg_per_m3=4780.0,
+    **diffusivity,
+) -> Params:
+    """Build :class:`~fluxsim.solver.Params` from physical keyword arguments (units in the names).
+
+    Every input is checked against its allowed range before any compute (``ValueError`` naming the parameter).
+    The README's input table documents every argument, its unit, default and range; ``diffusivity`` keywords are
+    those of :func:`make_diffusivity` (``diffusivity="power_law"``, ``D_hi_m2_per_s=...``, ...).
+    """
+    _check_range("radius_m", radius_m, 0, None, lo_open=True, unit=" m")
+    _check_range("rate_mA_per_g", rate_mA_per_g, 0, None, lo_open=True, unit=" mA/g")
+    if surface_model not in ("A", "B"):
+        raise ValueError(f"surface_model must be 'A' (flux ratio) or 'B' (film resistance), got {surface_model!r}")
+    if surface_model == "A":
+        _check_range("eta", eta, 0, 1)
+    else:
+        _check_range("eta", eta, 0, None)
+    _check_range("blocked_fraction", blocked_fraction, 0, 1)
+    _check_range("arc_center_rad", arc_center_rad, unit=" rad")
+    if float(blocked_fraction) == 1.0 and float(eta) == 0.0:
+        raise ValueError("no active surface: blocked_fraction = 1 with eta = 0 lets no Li out")
+    if extra_arcs is not None:
+        extra_arcs = np.asarray(extra_arcs, float).reshape(-1, 3)
+        for k, (_, frac, eta_k) in enumerate(extra_arcs):
+            _check_range(f"extra_arcs[{k}] fraction", frac, 0, 1)
+            _check_range(f"extra_arcs[{k}] eta", eta_k, 0, 1 if surface_model == "A" else None)
+        if float(blocked_fraction) + extra_arcs[:, 1].sum() > 1:
+            raise ValueError("the blocked arcs cover more than the whole perimeter (fractions sum > 1)")
+    if eta_profile is not None:
+        eta_profile = np.asarray(eta_profile, float)
+        if eta_profile.ndim != 1 or eta_profile.size < 2 or np.any(eta_profile < 0) or not eta_profile.any():
+            raise ValueError("eta_profile must be 1-D, >= 2 samples, all >= 0 and not all zero")
+    theta0 = (1.0 if surface_model == "A" else THETA0_MODEL_B) if theta0 is None else theta0
+    _check_range("theta_cut", theta_cut, 0, 1, True, True)
+    _check_range("theta0", theta0, theta_cut, 1, lo_open=True)
+    _check_range("theta_upper", theta_upper, 0, 1, True)
+    _check_range("theta_core", theta_core, 0, 1, True, True)
+    _check_range("core_smoothing", core_smoothing, 0, None, lo_open=True)
+    _check_range("molar_mass_g_per_mol", molar_mass_g_per_mol, 0, None, lo_open=True)
+    _check_range("density_kg_per_m3", density_kg_per_m3, 0, None, lo_open=True)
+    if surface_model == "A":
+        if flux_normalisation not in ("total_current", "open_surface"):
+            raise ValueError(
+                f"flux_normalisation must be 'total_current' or 'open_surface', got {flux_normalisation!r}"
+            )
+        kinetics = FluxRatio(flux_normalisation)
+    else:
+        _check_range("r_NMC_ohm_m2", r_NMC_ohm_m2, 0, None, lo_open=True, unit=" Ohm m2")
+        _check_range("temperature_K", temperature_K, 0, None, lo_open=True, unit=" K")
+        if float(theta0) >= 1.0:
+            raise ValueError("theta0 must be < 1 with surface model B (its OCP diverges at 1); try 1 - 1e-4")
+        kinetics = FilmResistance(r_NMC_ohm_m2, U0_V, k_V, temperature_K)
+    law = diffusivity.pop("diffusivity", "power_law")
+    return Params(
+        radius_m=radius_m,
+        rate_mA_per_g=rate_mA_per_g,
+        theta0=theta0,
+        theta_cut=theta_cut,
+        theta_upper=theta_upper,
+        theta_core=theta_core,
+        core_smoothing=core_smoothing,
+        voltage_cut_V=voltage_cut_V,
+        blocking=make_blocking(eta, blocked_fraction, arc_center_rad, extra_arcs, eta_profile),
+        diffusivity=make_diffusivity(law, **diffusivity),
+        kinetics=kinetics,
+        material=Material(molar_mass_g_per_mol, density_kg_per_m3),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """Outputs of one simulation with physical units (a thin wrapper around :class:`~fluxsim.solver.Solution`).
+
+    Attributes:
+        solution: the raw arrays (numpy).
+        params: the inputs.
+        protocol: the protocol steps.
+        numerics: the discretisation.
+        snapshot_times_s: times of ``snapshots``.
+    """
+
+    solution: Solution
+    params: Params
+    protocol: tuple
+    numerics: Numerics
+    snapshot_times_s: tuple
+
+    # --- time series -------------------------------------------------------------------------------------------
+    @property
+    def t_s(self) -> np.ndarray:
+        """Saved times [s]."""
+        return np.asarray(self.solution.t_s)
+
+    @property
+    def offset_nm(self) -> np.ndarray:
+        """Core offset d [nm] per saved time (NaN without a core)."""
+        return np.asarray(outputs.offset_nm(self.solution))
+
+    @property
+    def offset_direction_rad(self) -> np.ndarray:
+        """Direction of the core offset [rad], counter-clockwise from +x."""
+        return np.asarray(outputs.offset_direction_rad(self.solution))
+
+    @property
+    def spread(self) -> np.ndarray:
+        """max(theta) - min(theta) per saved time."""
+        return np.asarray(outputs.spread(self.solution))
+
+    def series(self, name: str) -> np.ndarray:
+        """Any saved series of :class:`~fluxsim.solver.Solution` by name (e.g. ``"mean_theta"``)."""
+        return np.asarray(getattr(self.solution, name))
+
+    def at(self, name: str, times_s) -> np.ndarray:
+        """A saved series interpolated at ``times_s`` [s] (NaN after the end)."""
+        series = outputs.offset_nm(self.solution) if name == "offset_nm" else getattr(self.solution, name)
+        return np.asarray(outputs.at_times(self.solution, series, times_s))
+
+    def offset_at(self, times_s) -> np.ndarray:
+        """Core offset d [nm] at ``times_s`` [s]."""
+        return self.at("offset_nm", times_s)
+
+    # --- scalars -----------------------------------------------------------------------------------------------
+    @property
+    def capacity_at_cutoff_mAh_per_g(self) -> float:
+        """Extracted capacity when the first protocol step ended [mAh g-1]."""
+        return float(outputs.capacity_at_cutoff(self.solution))
+
+    @property
+    def time_to_cutoff_s(self) -> float:
+        """Duration of the first protocol step [s] (the time to cut-off for a charge)."""
+        return float(outputs.time_to_cutoff(self.solution))
+
+    @property
+    def reached_cutoff(self) -> bool:
+        """Whether the first protocol step ended at its cut-off (rather than its time limit)."""
+        return bool(self.solution.step_cutoff[0])
+
+    def offset_at_core_fraction(self, fraction: float) -> float:
+        """Core offset d [nm] when the core area fraction first falls to ``fraction`` (robust summary)."""
+        return float(outputs.offset_at_core_fraction(self.solution, fraction))
+
+    @property
+    def core_vanish_capacity_mAh_per_g(self) -> float:
+        """Passed capacity at which the Li-rich core disappears [mAh g-1] (NaN if it does not)."""
+        return float(outputs.core_vanish_capacity(self.solution))
+
+    @property
+    def core_vanish_position_nm(self) -> float:
+        """Where the last of the core was, along the line cut (positive towards the blocked arc) [nm]."""
+        angle = float(self.params.blocking.arc_center_rad)
+        x, y = float(self.solution.core_vanish_x_nm), float(self.solution.core_vanish_y_nm)
+        return x * math.cos(angle) + y * math.sin(angle)
+
+    # --- fields ------------------------------------------------------------------------------------------------
+    @property
+    def snapshots(self) -> np.ndarray:
+        """Occupancy fields ``(n_snapshots, nr + 1, nphi)`` at ``snapshot_times_s`` (row 0: centre)."""
+        return np.asarray(self.solution.snapshots)
+
+    @property
+    def r_nm(self) -> np.ndarray:
+        """Node radii [nm] (rows of the fields)."""
+        return self.numerics.grid.r * float(self.params.radius_m) * 1e9
+
+    @property
+    def phi_rad(self) -> np.ndarray:
+        """Node angles [rad] (columns of the fields)."""
+        return self.numerics.grid.phi
+
+    @property
+    def line_cut_position_nm(self) -> np.ndarray:
+        """Positions of the line-cut samples [nm], positive towards the blocked-arc centre."""
+        nr = self.numerics.nr
+        return np.arange(-nr, nr + 1) / nr * float(self.params.radius_m) * 1e9
+
+
+def run(
+    *,
+    protocol=None,
+    snapshot_times_s=(),
+    numerics: Numerics | None = None,
+    nr=None,
+    nphi=None,
+    n_steps=None,
+    **physical,
+) -> Result:
+    """Simulate one particle from physical keyword arguments.
+
+    Args:
+        protocol: steps (default: one constant-current charge to the surface cut-off at ``rate_mA_per_g``).
+        snapshot_times_s: times [s] at which to keep the whole occupancy field.
+        numerics: full discretisation settings; or override ``nr``, ``nphi``, ``n_steps`` individually.
+        **physical: inputs of :func:`make_params` (``radius_m``, ``rate_mA_per_g``, ``eta``, ``blocked_fraction``,
+            ``arc_center_rad``, ``surface_model``, ``D_hi_m2_per_s``, ``theta0``, ``r_NMC_ohm_m2``, ...).
+
+    Returns:
+        A :class:`Result`.
+    """
+    params = make_params(**physical)
+    protocol = check_protocol((Charge(),) if protocol is None else protocol)
+    numerics = numerics or Numerics()
+    overrides = {k: v for k, v in dict(nr=nr, nphi=nphi, n_steps=n_steps).items() if v is not None}
+    numerics = dataclasses.replace(numerics, **overrides)
+    check_numerics(numerics, protocol)
+    snapshot_times_s = tuple(float(t) for t in np.atleast_1d(np.asarray(snapshot_times_s, float)))
+    for t in snapshot_times_s:
+        _check_range("snapshot_times_s", t, 0, None, unit=" s")
+    solve = jax.jit(simulate, static_argnums=(1, 2, 3, 4))
+    solution = solve(params, protocol, numerics, snapshot_times_s, False)
+    solution = jax.tree.map(np.asarray, solution)
+    return Result(solution, params, protocol, numerics, snapshot_times_s)

@@ -1,0 +1,127 @@
+"""Finite-volume operators on the polar grid and the implicit operator of the time stepper.
+
+Semi-discrete system (nondimensional: lengths / R, times * D_ref / R**2)::
+
+    V dtheta/dt = -L K(theta) - B(theta)
+
+``V`` the control volumes, ``L`` the (symmetric, zero row-sum) graph Laplacian with conductances ``face length /
+node distance``, ``K`` the Kirchhoff potential, ``B`` the surface outflow. Because ``L`` has zero column sums, the
+total Li content changes only through ``B`` (exact discrete balance).
+
+The time stepper (a Rosenbrock-W method: any matrix may stand in for the Jacobian) solves with
+``V + gamma h (L_D + dB/dtheta)``, where ``L_D`` is the Laplacian with each face's conductance multiplied by the mean
+of D over the occupancy interval between its two nodes. That face-mean linearisation, rather than the nodal Jacobian
+``L diag(D)``, is what keeps the scheme stable for the degenerate diffusivity. A node ahead of the front (D ~ 0)
+would be advanced explicitly by the nodal Jacobian and overshoot; with face means it is damped by its neighbours'
+diffusivity. The matrix is symmetric (apart from model B's rank-one term) and strictly diagonally dominant. It is
+solved exactly by :mod:`fluxsim.blocksolve`, because approximate factorisations (ADI/AMF) proved unstable for the
+degenerate front near the polar centre, where the azimuthal coupling is very stiff.
+
+Model B's surface Jacobian is ``diag(e) - omega e^T``. Its rank-one part keeps the total current fixed, so the exact
+Li balance survives the implicit solve.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from fluxsim import blocksolve
+from fluxsim.geometry import PolarGrid
+
+
+def net_inflow(grid: PolarGrid, potential, face_coefficients=None):
+    """Net inflow ``-L u`` of every control volume, ``(nr + 1, nphi)``; row 0 holds the centre's share.
+
+    Args:
+        grid: the polar grid.
+        potential: nodal field ``u`` (e.g. the Kirchhoff potential), ``(nr + 1, nphi)`` (row 0: centre, repeated).
+        face_coefficients: optional ``(radial, azimuthal)`` per-face multipliers of the conductances (each
+            ``(nr, nphi)``, as :func:`face_diffusivity` returns them); ``L`` then becomes ``L_D``.
+    """
+    w_r = jnp.asarray(grid.w_radial)[:, None]
+    w_a = jnp.asarray(grid.w_azimuthal)[:, None]
+    if face_coefficients is not None:
+        w_r, w_a = w_r * face_coefficients[0], w_a * face_coefficients[1]
+    from_outer = w_r * (potential[1:] - potential[:-1])  # into ring k from ring k + 1 (k = 0: the centre)
+    zero_row = jnp.zeros_like(potential[:1])
+    inflow = jnp.concatenate([from_outer, zero_row]) - jnp.concatenate([zero_row, from_outer])
+    centre = jnp.broadcast_to(jnp.mean(from_outer[0]), potential[0].shape)
+    ring = potential[1:]
+    from_next = w_a * (jnp.roll(ring, -1, axis=1) - ring)  # into (i, j) from (i, j + 1)
+    rings = inflow[1:] + from_next - jnp.roll(from_next, 1, axis=1)
+    return jnp.concatenate([centre[None], rings])
+
+
+_GAUSS2 = (0.5 - 0.5 / 3**0.5, 0.5 + 0.5 / 3**0.5)
+
+
+def face_diffusivity(grid: PolarGrid, theta, diffusivity_fn):
+    """Mean of D over each face's occupancy interval (2-point Gauss-Legendre), radial and azimuthal faces.
+
+    Args:
+        grid: the polar grid.
+        theta: nodal occupancy ``(nr + 1, nphi)``.
+        diffusivity_fn: nondimensional ``D(theta)``.
+
+    Returns:
+        ``(radial (nr, nphi), azimuthal (nr, nphi))``: radial face ``k`` joins ring ``k`` (0: centre) and ring
+        ``k + 1``; azimuthal face ``(i, j)`` joins nodes ``(i + 1, j)`` and ``(i + 1, j + 1)``.
+    """
+
+    def mean(a, b):
+        return 0.5 * sum(diffusivity_fn(a + x * (b - a)) for x in _GAUSS2)
+
+    ring = theta[1:]
+    return mean(theta[:-1], theta[1:]), mean(ring, jnp.roll(ring, -1, axis=1))
+
+
+def factor_operator(grid: PolarGrid, face_d, gamma_h, surface_slope=None, surface_share=None, diagonal=None):
+    """Factorise ``diag + gamma h (L_D + dB/dtheta)`` for one time step (``diag`` = ``V`` by default).
+
+    Args:
+        grid: the polar grid.
+        face_d: ``(radial, azimuthal)`` nondimensional face diffusivities from :func:`face_diffusivity`.
+        gamma_h: ``gamma * h`` (nondimensional).
+        surface_slope: ``e_j = d B_j / d theta_j`` on the surface ring ``(nphi,)`` (model B), or None.
+        surface_share: ``omega_j``, each node's share of the total current ``(nphi,)`` (model B), or None.
+        diagonal: nodal diagonal ``(nr + 1, nphi)`` replacing ``V`` (centre split over row 0 as for ``V``).
+    """
+    d_rad, d_az = face_d
+    dtype = d_rad.dtype
+    nr = grid.nr
+    volume = jnp.asarray(grid.volume, dtype) if diagonal is None else diagonal
+    c_rad = gamma_h * jnp.asarray(grid.w_radial, dtype)[:, None] * d_rad  # (nr, nphi); face k joins ring k, k + 1
+    c_az = gamma_h * jnp.asarray(grid.w_azimuthal, dtype)[:, None] * d_az  # (nr, nphi); (i, j) joins j, j + 1
+
+    # One block per ray j: rings 1..nr; ring 1's inner face is the spoke to the centre.
+    outer = jnp.concatenate([c_rad[1:], jnp.zeros_like(c_rad[:1])])
+    diag = volume[1:] + c_rad + outer + c_az + jnp.roll(c_az, 1, axis=1)
+    if surface_slope is not None:
+        diag = diag.at[-1].add(gamma_h * surface_slope)
+    eye = jnp.eye(nr, dtype=dtype)
+    upper = jnp.eye(nr, k=1, dtype=dtype)
+    off = -c_rad[1:].T  # (nphi, nr - 1): coupling ring i+1 <-> i+2
+    blocks = (
+        diag.T[:, :, None] * eye
+        + jnp.pad(off, ((0, 0), (0, 1)))[:, :, None] * upper
+        + jnp.pad(off, ((0, 0), (0, 1)))[:, None, :] * upper.T
+    )
+    spokes = c_rad[0]
+    rank_one = None
+    if surface_slope is not None:
+        u = jnp.zeros_like(diag.T).at[:, -1].set(gamma_h * surface_share)
+        v = jnp.zeros_like(diag.T).at[:, -1].set(surface_slope)
+        rank_one = (u, v)
+    return blocksolve.factor_wheel(blocks, c_az.T, spokes, jnp.sum(volume[0]) + jnp.sum(spokes), rank_one)
+
+
+def solve_operator(factor: blocksolve.WheelFactor, rhs):
+    """Apply the inverse of the factored operator to a mass-weighted right-hand side ``(nr + 1, nphi)``.
+
+    Row 0 of ``rhs`` holds the centre's value split evenly over ``nphi`` (as :func:`net_inflow` returns it); the
+    result is a nodal increment with row 0 equal to the centre value.
+    """
+    centre, rays = blocksolve.solve_wheel(factor, jnp.sum(rhs[0]), rhs[1:].T)
+    return jnp.concatenate([jnp.broadcast_to(centre, (1, rays.shape[0])), rays.T])
