@@ -90,7 +90,8 @@ class Numerics:
             geometrically from it, since the flux switches on or off abruptly.
         grading_width: fraction of the schedule over which the steps grow e-fold (default 0.025).
         save_every: time steps between saved outputs (default 4); must divide every protocol step's n_steps.
-        newton_tolerance: Newton stops when its update is below this (occupancy; default 1e-10), then polishes once.
+        newton_tolerance: Newton stops when its update is below this (occupancy; default 1e-7), then polishes once
+            with the last Jacobian, which takes the error to rounding level.
         newton_max_iterations: cap on Newton updates per step (default 25); ``Solution.newton_change`` reveals a
             step that hit it.
     """
@@ -101,7 +102,7 @@ class Numerics:
     first_step_ratio: float = 0.01
     grading_width: float = 0.025
     save_every: int = 4
-    newton_tolerance: float = 1e-10
+    newton_tolerance: float = 1e-7
     newton_max_iterations: int = 25
 
     @property
@@ -140,6 +141,7 @@ class Solution(NamedTuple):
     core_vanish_y_nm: jnp.ndarray
     newton_iterations: jnp.ndarray  # most Newton updates any time step needed
     newton_change: jnp.ndarray  # largest last Newton update of any step (occupancy): ~1e-15 when all converged
+    newton_total: jnp.ndarray  # Newton updates summed over all time steps (a cost diagnostic)
 
 
 def _cell_voltage(params: Params, theta, drive: Drive):
@@ -167,6 +169,7 @@ class _Carry(NamedTuple):
     vanish_found: jnp.ndarray
     newton_iterations: jnp.ndarray  # most Newton updates any step needed
     newton_change: jnp.ndarray  # largest final Newton update (occupancy): ~1e-15 when every step converged
+    newton_total: jnp.ndarray  # Newton updates over all steps (cost diagnostic)
 
 
 class _Context(NamedTuple):
@@ -222,7 +225,8 @@ def _cutoff(ctx: _Context, step, drive, theta, proposed):
     if params.kinetics.state_dependent:  # model B may also stop at a cut-off voltage
         v0, v1 = _cell_voltage(params, theta, drive), _cell_voltage(params, proposed, drive)
         hit_v = v1 >= params.voltage_cut_V
-        alpha_v = _crossing(-v0, -v1, -params.voltage_cut_V)
+        # Safe where: the default cut-off is +inf, and inf inside the interpolation would poison gradients.
+        alpha_v = _crossing(-v0, -v1, -jnp.where(hit_v, params.voltage_cut_V, v1))
         alpha = jnp.where(hit & hit_v, jnp.minimum(alpha, alpha_v), jnp.where(hit_v, alpha_v, alpha))
         hit = hit | hit_v
     return hit, alpha
@@ -268,6 +272,7 @@ def _time_step(ctx: _Context, step, drive, horizon, c: _Carry, fraction):
         vanish_found=c.vanish_found | vanishes,
         newton_iterations=jnp.maximum(c.newton_iterations, jnp.where(c.done, 0, iterations)),
         newton_change=jnp.maximum(c.newton_change, jnp.where(c.done, 0.0, change)),
+        newton_total=c.newton_total + jnp.where(c.done, 0, iterations),
     )
 
 
@@ -399,6 +404,7 @@ def simulate(
         vanish_found=jnp.zeros((), bool),
         newton_iterations=jnp.zeros((), jnp.int32),
         newton_change=zero,
+        newton_total=jnp.zeros((), jnp.int32),
     )
     at_rest = Drive(zero, ctx.current_to_flux, ctx.weights, d_ref)
     series = [jax.tree.map(lambda x: jnp.asarray(x)[None], _save(ctx, theta, zero, zero, at_rest))]
@@ -424,5 +430,6 @@ def simulate(
         core_vanish_y_nm=carry.vanish[2] * radius_nm,
         newton_iterations=carry.newton_iterations,
         newton_change=carry.newton_change,
+        newton_total=carry.newton_total,
         **saved,
     )

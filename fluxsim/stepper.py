@@ -102,25 +102,31 @@ def _solve_step(grid: PolarGrid, settings: NewtonSettings, inp: StepInputs):
     omega, _, _, _ = _bdf2_coefficients(inp.h, inp.h_prev)
     guess = jnp.clip(inp.theta + omega * (inp.theta - inp.theta_prev), 0.0, 1.0)
 
-    def update(x):
+    def newton_update(x):
         g, slope = _residual(grid, inp, x)
         op, d = _newton_operator(grid, inp, x, slope)
         dx = solve_operator(op, g) / d
-        return x - dx, jnp.max(jnp.abs(dx))
+        return x - dx, jnp.max(jnp.abs(dx)), (op, d)
 
     def cond(state):
-        it, _, change = state
+        it, _, change, _ = state
         return (it < settings.max_iterations) & (change > settings.tolerance)
 
     def body(state):
-        it, x, _ = state
-        x, change = update(x)
-        return it + 1, x, change
+        it, x, _, _ = state
+        x, change, jacobian = newton_update(x)
+        return it + 1, x, change, jacobian
 
-    init = (jnp.zeros((), jnp.int32), guess, jnp.full((), jnp.inf, guess.dtype))
-    iterations, x, _ = jax.lax.while_loop(cond, body, init)
-    x, change = update(x)  # polish: quadratic convergence takes the error to rounding level
-    return x, (iterations + 1, change)
+    # The loop state carries the last factorised Jacobian for the polish; it starts as zeros of the right shape
+    # (the loop always runs at least once since the initial change is infinite), so the factorisation is traced once.
+    placeholder = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(newton_update, guess)[2])
+    init = (jnp.zeros((), jnp.int32), guess, jnp.full((), jnp.inf, guess.dtype), placeholder)
+    iterations, x, _, (op, d) = jax.lax.while_loop(cond, body, init)
+    # Polish with the last Jacobian (a chord step): after an update below the tolerance, Newton is in its quadratic
+    # regime and this takes the error to about tolerance**2, i.e. rounding level, at the cost of one solve.
+    g, _ = _residual(grid, inp, x)
+    dx = solve_operator(op, g) / d
+    return x - dx, (iterations, jnp.max(jnp.abs(dx)))
 
 
 @_solve_step.defjvp
