@@ -1,0 +1,176 @@
+"""The ``fluxsim`` command: config -> parameters -> vmapped solver -> metrics -> zarr store -> PNGs.
+
+    fluxsim                                   # the default job: Fig. 4 of Lun et al. 2025 (four blocking cases)
+    fluxsim numerics=fast                     # coarser and quicker
+    fluxsim sweep=single surface.eta=0.3 surface.blocked_fraction=0.25 protocol.rate_mA_per_g=200
+    fluxsim sweep=fig5b                       # grid eta x rate, dimension coordinates in the store
+    fluxsim sweep=single +sweep.grid.eta=[0.3,0.7,1.0] +sweep.grid.rate_mA_per_g=[100,200]
+    fluxsim -m numerics=default,fine          # structural choices: one hydra job each
+    fluxsim plot outputs/fig4/<hash>/results.zarr   # figures from an existing store
+    fluxsim --cfg job                         # print the composed config (any hydra flag works)
+
+The run folder is ``outputs/<sweep.name>/<config hash>``: re-running the same command resumes an interrupted run
+(only missing points are computed) or, when everything is done, just redraws the figures. The folder is printed
+as the last line of standard output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from fluxsim import config as config_mod
+
+log = logging.getLogger("fluxsim")
+
+config_mod.register_resolvers()
+
+#: ``conf/`` of the checkout (absolute: hydra would read a relative path as a Python package under fluxsim).
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def _configure_jax(runtime: config_mod.RuntimeSpec) -> None:
+    import jax
+
+    if runtime.platform:
+        jax.config.update("jax_platforms", runtime.platform)
+    if runtime.compilation_cache_dir:
+        path = Path(runtime.compilation_cache_dir).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _overridden_by_sweep(job: config_mod.JobConfig, overrides: list[str]) -> list[str]:
+    """CLI overrides of inputs that the sweep sets for every point (they would have no effect)."""
+    swept = set(job.sweep.swept)
+    hits = []
+    for item in overrides:
+        key = item.lstrip("+~").split("=", 1)[0]
+        name = config_mod.CONFIG_INPUTS.get(key)
+        if name in swept:
+            hits.append(f"{item} (the sweep sets {name} for every point)")
+    return hits
+
+
+def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
+    """Run a validated job into ``out_dir``: store, then figures. Returns the store path."""
+    from tqdm import tqdm
+
+    from fluxsim import store as store_mod
+    from fluxsim import sweep as sweep_mod
+
+    _configure_jax(job.runtime)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store_path = Path(job.output.store) if job.output.store else out_dir / "results.zarr"
+    writer = store_mod.StoreWriter(store_path, job, overwrite=job.output.overwrite)
+    all_blocks = sweep_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    todo = [b for b in all_blocks if not writer.is_done(b)]
+    n_todo = sum(len(b.flat) for b in todo)
+    log.info("study %r: %d points %s in %d chunks of up to %d; %s", job.sweep.name, job.sweep.size,
+             dict(zip(job.sweep.dims, job.sweep.shape, strict=True)), len(all_blocks), job.sweep.chunk_size,
+             f"resuming: {n_todo} points left" if writer.resumed else "new store")
+    if todo:
+        devs = sweep_mod.devices(job.runtime.devices)
+        size = sweep_mod.batch_size(max(len(b.flat) for b in all_blocks), len(devs))
+        log.info("compiling the vmapped solver: batch %d on %d device(s) %s, nr=%d nphi=%d n_steps=%d", size,
+                 len(devs), [str(d) for d in devs], job.numerics.nr, job.numerics.nphi, job.numerics.n_steps)
+        runner = sweep_mod.compile_runner(
+            job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, sweep_mod.extraction_for(job),
+            size=size, devs=devs,
+        )
+        log.info("compiled in %.1f s", runner.compile_s)
+        with tqdm(total=n_todo, unit="sim", desc=job.sweep.name, disable=not job.runtime.progress,
+                  dynamic_ncols=True, smoothing=0.1) as bar:
+            timing = sweep_mod.run_blocks(runner, job.params, todo, writer.write, fail=_fail(writer), progress=bar)
+        rate = timing["points"] / timing["compute_s"] if timing["compute_s"] > 0 else float("nan")
+        log.info("computed %d simulations in %.1f s (%.3g simulations/s, %.2f s each)", timing["points"],
+                 timing["compute_s"], rate, 1 / rate if rate else float("nan"))
+    ds = store_mod.open_store(store_path)
+    log.info("store %s: %s", store_path, store_mod.summary(ds))
+    failed = int(((ds["status"] > 0) & ds["done"]).sum())
+    if failed:
+        log.warning("%d point(s) finished with a nonzero status (see the 'status' variable)", failed)
+    if job.output.plots:
+        from fluxsim import plots
+
+        for path in plots.plot_store(ds, out_dir):
+            log.info("wrote %s", path)
+    ds.close()
+    return store_path
+
+
+def _fail(writer):
+    def fail(block, error):
+        log.error("chunk %s failed (%s: %s); its points keep status 'chunk_failed' and are retried on the next run",
+                  block.index, type(error).__name__, error)
+        writer.fail(block, error)
+
+    return fail
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    start = time.perf_counter()
+    try:
+        job = config_mod.load(cfg)
+    except config_mod.ConfigError as err:
+        log.error("invalid config: %s", err)
+        raise SystemExit(2) from None
+    hc = HydraConfig.get()
+    for hit in _overridden_by_sweep(job, list(hc.overrides.task)):
+        log.warning("override %s; use sweep=single to run one case with it", hit)
+    out_dir = Path(hc.runtime.output_dir)
+    from fluxsim.store import StoreMismatchError
+
+    try:
+        run_job(job, out_dir)
+    except StoreMismatchError as err:
+        log.error("%s", err)
+        raise SystemExit(3) from None
+    log.info("done in %.1f s", time.perf_counter() - start)
+    try:
+        shown = out_dir.relative_to(Path.cwd())
+    except ValueError:
+        shown = out_dir
+    print(shown, flush=True)
+
+
+def plot_main(argv: list[str]) -> int:
+    """``fluxsim plot STORE [OUT_DIR]``: draw the figures of an existing store."""
+    import argparse
+
+    from fluxsim import plots
+    from fluxsim.store import open_store
+
+    parser = argparse.ArgumentParser(prog="fluxsim plot", description=plot_main.__doc__)
+    parser.add_argument("store", help="path of a fluxsim .zarr store")
+    parser.add_argument("out_dir", nargs="?", help="where to write the PNGs (default: beside the store)")
+    args = parser.parse_args(argv)
+    ds = open_store(args.store)
+    out_dir = Path(args.out_dir) if args.out_dir else Path(args.store).resolve().parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in plots.plot_store(ds, out_dir):
+        print(path)
+    return 0
+
+
+def main() -> None:
+    """Console entry point (``fluxsim``)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "plot":
+        raise SystemExit(plot_main(sys.argv[2:]))
+    os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,645 @@
+"""Validate a composed hydra config into typed, frozen objects, before any JAX work.
+
+The command line (``fluxsim ...``) composes ``conf/config.yaml`` with hydra; :func:`load` turns the resulting
+``DictConfig`` into a :class:`JobConfig`: the base inputs of :func:`fluxsim.api.make_params`, the protocol steps, the
+:class:`~fluxsim.solver.Numerics`, the sweep (one set of ``make_params`` keywords per point, its dimensions and
+coordinates), the output and runtime settings. Every sweep point is passed through ``make_params`` here, so a bad
+value anywhere in a study fails in seconds with a message naming the parameter, the value and the allowed range,
+rather than after hours of compute. Nothing downstream sees OmegaConf.
+
+Config keys carry the unit-suffixed names of ``make_params`` (``surface.eta``, ``protocol.rate_mA_per_g``,
+``geometry.radius_m``, ...); :data:`CONFIG_INPUTS` maps each key to its keyword.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from fluxsim.api import make_params
+from fluxsim.constants import FARADAY_C_PER_MOL
+from fluxsim.protocol import Charge, Discharge, Rest, check_protocol
+from fluxsim.solver import Numerics, Params, check_numerics
+
+
+class ConfigError(ValueError):
+    """A config value is missing, of the wrong type or outside its allowed range."""
+
+
+#: Scalar inputs of ``make_params`` (sweepable), with UDUNITS units and a long name.
+INPUTS: dict[str, tuple[str, str]] = {
+    "radius_m": ("m", "particle radius"),
+    "rate_mA_per_g": ("mA g-1", "specific current"),
+    "eta": ("1", "flux ratio on the blocked arc (j_RSL / j_NMC)"),
+    "blocked_fraction": ("1", "blocked fraction of the perimeter"),
+    "arc_center_rad": ("rad", "centre angle of the blocked arc"),
+    "theta0": ("1", "initial Li occupancy"),
+    "theta_cut": ("1", "surface occupancy at the charge cut-off"),
+    "theta_upper": ("1", "surface occupancy at the discharge cut-off"),
+    "theta_core": ("1", "occupancy threshold of the Li-rich core"),
+    "core_smoothing": ("1", "sigmoid width of the smooth core metrics"),
+    "molar_mass_g_per_mol": ("g mol-1", "molar mass"),
+    "density_kg_per_m3": ("kg m-3", "density"),
+    "D_hi_m2_per_s": ("m2 s-1", "plateau diffusivity"),
+    "theta_ref": ("1", "occupancy where the diffusivity plateau starts"),
+    "exponent": ("1", "power-law exponent of the diffusivity"),
+    "D_floor_m2_per_s": ("m2 s-1", "diffusivity floor"),
+    "D_m2_per_s": ("m2 s-1", "constant diffusivity"),
+    "D_low_m2_per_s": ("m2 s-1", "diffusivity at the bottom of the low-theta dip"),
+    "theta_dip": ("1", "centre of the low-theta dip"),
+    "dip_width": ("1", "width of the low-theta dip"),
+    "r_NMC_ohm_m2": ("ohm m2", "film resistance of the open surface"),
+    "U0_V": ("V", "open-circuit potential at half occupancy"),
+    "k_V": ("V", "open-circuit potential slope term"),
+    "temperature_K": ("K", "temperature"),
+    "voltage_cut_V": ("V", "upper cut-off voltage"),
+}
+
+#: Config key (group.key) -> make_params keyword, for every physical input.
+CONFIG_INPUTS: dict[str, str] = {
+    "geometry.radius_m": "radius_m",
+    "material.molar_mass_g_per_mol": "molar_mass_g_per_mol",
+    "material.density_kg_per_m3": "density_kg_per_m3",
+    "diffusivity.law": "diffusivity",
+    **{f"diffusivity.{k}": k for k in (
+        "D_hi_m2_per_s", "theta_ref", "exponent", "D_floor_m2_per_s", "D_m2_per_s", "table_theta",
+        "table_D_m2_per_s", "low_theta_dip", "D_low_m2_per_s", "theta_dip", "dip_width")},
+    "surface.model": "surface_model",
+    **{f"surface.{k}": k for k in (
+        "eta", "blocked_fraction", "arc_center_rad", "extra_arcs", "eta_profile", "flux_normalisation",
+        "r_NMC_ohm_m2", "U0_V", "k_V", "temperature_K", "voltage_cut_V")},
+    **{f"protocol.{k}": k for k in ("rate_mA_per_g", "theta0", "theta_cut", "theta_upper")},
+    "output.theta_core": "theta_core",
+    "output.core_smoothing": "core_smoothing",
+}
+
+_LAW_INPUTS = {
+    "power_law": {"D_hi_m2_per_s", "theta_ref", "exponent", "D_floor_m2_per_s"},
+    "constant": {"D_m2_per_s"},
+    "tabulated": set(),
+}
+_DIP_INPUTS = {"D_low_m2_per_s", "theta_dip", "dip_width"}
+_MODEL_B_INPUTS = {"r_NMC_ohm_m2", "U0_V", "k_V", "temperature_K", "voltage_cut_V"}
+_ALL_LAW_INPUTS = set().union(*_LAW_INPUTS.values())
+
+#: Parts of the config that do not change results: left out of the hash that names the run folder and guards
+#: resumed stores.
+NOT_IN_IDENTITY = ("hydra", "runtime", "output.store", "output.plots", "output.overwrite")
+
+POINT_DIM = "point"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Typed configuration
+# ---------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """The points of a study and how they are laid out.
+
+    Attributes:
+        name: study name (folder name under ``outputs/``).
+        dims: dimension names in store order: ``"point"`` first when explicit points are given, then the grid
+            inputs in config order.
+        shape: size of each dimension.
+        coords: dimension coordinates (``point``: 0..n-1; grid inputs: their values).
+        point_coords: non-dimension coordinates along ``point`` (the inputs the points set, and ``label``).
+        inputs: ``make_params`` keywords of every point, flattened in C order over ``dims``.
+        chunk_shape: block of points computed together and written as one zarr chunk (product <= chunk_size).
+        chunk_size: simulations per vmapped batch.
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    coords: Mapping[str, np.ndarray]
+    point_coords: Mapping[str, np.ndarray]
+    inputs: tuple[Mapping[str, Any], ...]
+    chunk_shape: tuple[int, ...]
+    chunk_size: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def swept(self) -> tuple[str, ...]:
+        """The inputs that vary across points."""
+        return tuple(d for d in self.dims if d != POINT_DIM) + tuple(k for k in self.point_coords if k != "label")
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """What is stored per simulation (see :mod:`fluxsim.store`)."""
+
+    times_s: np.ndarray
+    snapshot_times_s: tuple[float, ...]
+    line_cut: bool
+    core_fraction_levels: tuple[float, ...]
+    store: str | None
+    zarr_format: int
+    plots: bool
+    overwrite: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSpec:
+    """How to run (never changes results)."""
+
+    progress: bool
+    devices: int | None
+    platform: str | None
+    compilation_cache_dir: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobConfig:
+    """One fluxsim job, validated.
+
+    Attributes:
+        base_inputs: ``make_params`` keywords from the groups (before the sweep overrides them).
+        params: one :class:`~fluxsim.solver.Params` per point (C order over ``sweep.dims``).
+        protocol: protocol steps (static).
+        numerics: discretisation (static).
+        sweep: the points.
+        output: what to store.
+        runtime: how to run.
+        config_yaml: the full resolved config (without the hydra node), as YAML.
+        identity_yaml: the part of it that determines the results, as YAML (stored; checked on resume).
+        config_hash: short hash of ``identity_yaml``.
+    """
+
+    base_inputs: Mapping[str, Any]
+    params: tuple[Params, ...]
+    protocol: tuple
+    numerics: Numerics
+    sweep: SweepSpec
+    output: OutputSpec
+    runtime: RuntimeSpec
+    config_yaml: str
+    identity_yaml: str
+    config_hash: str
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------------------------
+def _get(container: Mapping, path: str, default=KeyError):
+    node: Any = container
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            if default is KeyError:
+                raise ConfigError(f"missing config key {path!r}")
+            return default
+        node = node[part]
+    return node
+
+
+def _number(path: str, value, *, integer=False, allow_inf=False) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{path} = {value!r} must be {kind}")
+    if integer:
+        if isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{path} = {value!r} must be an integer")
+        return int(value)
+    value = float(value)
+    if math.isnan(value) or (math.isinf(value) and not allow_inf):
+        raise ConfigError(f"{path} = {value!r} must be finite")
+    return value
+
+
+def _bool(path: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{path} = {value!r} must be true or false")
+    return value
+
+
+def _drop(container: dict, path: str) -> None:
+    head, _, tail = path.partition(".")
+    if head in container:
+        if tail:
+            if isinstance(container[head], dict):
+                _drop(container[head], tail)
+        else:
+            del container[head]
+
+
+def to_container(cfg) -> dict:
+    """The resolved config as plain Python containers (without the hydra node)."""
+    if isinstance(cfg, DictConfig):
+        # Section by section, so that the hydra node (whose runtime values may be unset) is never resolved.
+        cfg = {key: as_plain(cfg[key]) for key in cfg if key != "hydra"}
+    cfg = json.loads(json.dumps(cfg, default=float))  # deep copy, plain types
+    cfg.pop("hydra", None)
+    return cfg
+
+
+def identity(cfg) -> dict:
+    """The part of the config that determines the results (see :data:`NOT_IN_IDENTITY`)."""
+    container = to_container(cfg)
+    for path in NOT_IN_IDENTITY:
+        _drop(container, path)
+    return container
+
+
+def config_hash(cfg) -> str:
+    """Short stable hash of :func:`identity` (names the run folder)."""
+    text = json.dumps(identity(cfg), sort_keys=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _hash_resolver(*, _root_):
+    root = OmegaConf.to_container(_root_, resolve=False)
+    root.pop("hydra", None)
+    return config_hash(OmegaConf.create(root))
+
+
+def register_resolvers() -> None:
+    """Register ``${fluxsim_config_hash:}`` (used by ``conf/hydra/default.yaml`` for the run folder)."""
+    if not OmegaConf.has_resolver("fluxsim_config_hash"):
+        OmegaConf.register_new_resolver("fluxsim_config_hash", _hash_resolver)
+
+
+def dump_yaml(container) -> str:
+    return yaml.safe_dump(container, sort_keys=False, default_flow_style=None, width=120)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------------------------
+def _base_inputs(cfg: Mapping) -> dict:
+    """``make_params`` keywords from the groups; keys the chosen D law / surface model lacks are left out."""
+    missing = object()
+    inputs = {}
+    for path, name in CONFIG_INPUTS.items():
+        value = _get(cfg, path, default=missing)
+        if value is missing:
+            if path.startswith(("diffusivity.", "surface.")) and path not in ("diffusivity.law", "surface.model"):
+                continue
+            raise ConfigError(f"missing config key {path!r}")
+        if name in INPUTS:
+            if value is None:
+                if name == "theta0":
+                    continue  # the surface model's default
+                raise ConfigError(f"{path} must be a number, got null")
+            value = _number(path, value, allow_inf=name == "voltage_cut_V")
+        elif name == "low_theta_dip":
+            value = _bool(path, value)
+        elif name == "extra_arcs":
+            if value:
+                rows = np.asarray(value, dtype=object)
+                if rows.ndim != 2 or rows.shape[1] != 3:
+                    raise ConfigError(f"{path} must be a list of [center_rad, fraction, eta] rows, got {value!r}")
+                value = [[_number(f"{path}[{i}][{j}]", x) for j, x in enumerate(row)] for i, row in enumerate(value)]
+            else:
+                value = None
+        elif name in ("eta_profile", "table_theta", "table_D_m2_per_s"):
+            if value is not None:
+                if not isinstance(value, list):
+                    raise ConfigError(f"{path} must be a list of numbers or null, got {value!r}")
+                value = [_number(f"{path}[{i}]", x) for i, x in enumerate(value)]
+        elif not isinstance(value, str):
+            raise ConfigError(f"{path} = {value!r} must be a string")
+        inputs[name] = value
+    return inputs
+
+
+def _protocol(cfg: Mapping) -> tuple:
+    steps = _get(cfg, "protocol.steps")
+    if not isinstance(steps, list) or not steps:
+        raise ConfigError("protocol.steps must be a non-empty list of steps (kind: charge | rest | discharge)")
+    allowed = {
+        "charge": ("rate_mA_per_g", "max_duration_s", "until_cutoff", "n_steps"),
+        "discharge": ("rate_mA_per_g", "max_duration_s", "until_cutoff", "n_steps"),
+        "rest": ("duration_s", "n_steps"),
+    }
+    out = []
+    for i, step in enumerate(steps):
+        where = f"protocol.steps[{i}]"
+        if not isinstance(step, Mapping) or step.get("kind") not in allowed:
+            raise ConfigError(f"{where} needs kind: charge, rest or discharge (got {step!r})")
+        kind = step["kind"]
+        unknown = set(step) - {"kind", *allowed[kind]}
+        if unknown:
+            raise ConfigError(f"{where} ({kind}) has unknown keys {sorted(unknown)}; allowed: {allowed[kind]}")
+        kw = {}
+        n_steps = step.get("n_steps")
+        if n_steps is not None:
+            kw["n_steps"] = _number(f"{where}.n_steps", n_steps, integer=True)
+        if kind == "rest":
+            if step.get("duration_s") is None:
+                raise ConfigError(f"{where} (rest) needs duration_s [s]")
+            out.append(Rest(duration_s=_number(f"{where}.duration_s", step["duration_s"]), **kw))
+            continue
+        if step.get("rate_mA_per_g") is not None:
+            kw["rate_mA_per_g"] = _number(f"{where}.rate_mA_per_g", step["rate_mA_per_g"])
+        if step.get("max_duration_s") is not None:
+            kw["max_duration_s"] = _number(f"{where}.max_duration_s", step["max_duration_s"], allow_inf=True)
+        if step.get("until_cutoff") is not None:
+            kw["until_cutoff"] = _bool(f"{where}.until_cutoff", step["until_cutoff"])
+        out.append((Charge if kind == "charge" else Discharge)(**kw))
+    try:
+        return check_protocol(out)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
+def _numerics(cfg: Mapping, protocol) -> Numerics:
+    section = _get(cfg, "numerics")
+    fields = {f.name: f for f in dataclasses.fields(Numerics)}
+    unknown = set(section) - set(fields)
+    if unknown:
+        raise ConfigError(f"numerics has unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
+    kw = {}
+    for name, value in section.items():
+        kw[name] = _number(f"numerics.{name}", value, integer=fields[name].type in (int, "int"))
+    for name, lo in (("nr", 2), ("nphi", 8), ("n_steps", 4), ("save_every", 1), ("newton_max_iterations", 1)):
+        if name in kw and kw[name] < lo:
+            raise ConfigError(f"numerics.{name} = {kw[name]} must be >= {lo}")
+    for name in ("newton_tolerance", "grading_width"):
+        if name in kw and not kw[name] > 0:
+            raise ConfigError(f"numerics.{name} = {kw[name]} must be > 0")
+    if "first_step_ratio" in kw and not 0 < kw["first_step_ratio"] <= 1:
+        raise ConfigError(f"numerics.first_step_ratio = {kw['first_step_ratio']} is outside (0, 1]")
+    numerics = Numerics(**kw)
+    try:
+        check_numerics(numerics, protocol)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return numerics
+
+
+def _values(path: str, spec) -> np.ndarray:
+    """Grid values from a list or from ``{start, stop, num, log}``."""
+    if isinstance(spec, Mapping):
+        unknown = set(spec) - {"start", "stop", "num", "log"}
+        if unknown or not {"start", "stop", "num"} <= set(spec):
+            raise ConfigError(f"{path} must be a list of values or {{start, stop, num[, log]}}, got {dict(spec)}")
+        start, stop = _number(f"{path}.start", spec["start"]), _number(f"{path}.stop", spec["stop"])
+        num = _number(f"{path}.num", spec["num"], integer=True)
+        if num < 1:
+            raise ConfigError(f"{path}.num = {num} must be >= 1")
+        if spec.get("log", False):
+            if not (start > 0 and stop > 0):
+                raise ConfigError(f"{path}: a log-spaced range needs start > 0 and stop > 0")
+            return np.geomspace(start, stop, num)
+        return np.linspace(start, stop, num)
+    if not isinstance(spec, list) or not spec:
+        raise ConfigError(f"{path} must be a non-empty list of numbers or {{start, stop, num[, log]}}")
+    values = np.array([_number(f"{path}[{i}]", v, allow_inf=True) for i, v in enumerate(spec)])
+    if len(np.unique(values)) != len(values):
+        raise ConfigError(f"{path} has repeated values {list(values)}: a dimension coordinate must be unique")
+    return values
+
+
+def _check_sweepable(path: str, name: str, base: Mapping, protocol) -> None:
+    if name not in INPUTS:
+        raise ConfigError(
+            f"{path}: {name!r} cannot be swept. Sweepable inputs (scalar keywords of fluxsim.api.make_params): "
+            f"{', '.join(INPUTS)}. Structural choices (resolution, D law, surface model) vary across hydra "
+            "multirun jobs (-m) instead."
+        )
+    law = base.get("diffusivity", "power_law")
+    model = base.get("surface_model", "A")
+    if name in _ALL_LAW_INPUTS and name not in _LAW_INPUTS.get(law, set()):
+        raise ConfigError(f"{path}: {name} has no effect with diffusivity law {law!r}")
+    if name in _DIP_INPUTS and not base.get("low_theta_dip", False):
+        raise ConfigError(f"{path}: {name} has no effect without the low-theta dip (diffusivity.low_theta_dip)")
+    if name in _MODEL_B_INPUTS and model != "B":
+        raise ConfigError(f"{path}: {name} has no effect with surface model {model!r} (use surface=model_b)")
+    if name == "rate_mA_per_g" and all(s.kind == "rest" or s.rate_mA_per_g is not None for s in protocol):
+        raise ConfigError(f"{path}: rate_mA_per_g has no effect: every protocol step sets its own rate")
+
+
+def _block_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
+    """Largest block (filling the last dimensions first) with at most ``chunk_size`` points."""
+    block, left = [], chunk_size
+    for n in reversed(shape):
+        b = max(1, min(n, left))
+        block.append(b)
+        left = max(1, left // b)
+    return tuple(reversed(block))
+
+
+def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
+    section = _get(cfg, "sweep")
+    unknown = set(section) - {"name", "grid", "points", "chunk_size"}
+    if unknown:
+        raise ConfigError(f"sweep has unknown keys {sorted(unknown)}; allowed: name, grid, points, chunk_size")
+    name = section.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"sweep.name = {name!r} must be a non-empty string without '/'")
+    chunk_size = _number("sweep.chunk_size", section.get("chunk_size", 1), integer=True)
+    if chunk_size < 1:
+        raise ConfigError(f"sweep.chunk_size = {chunk_size} must be >= 1")
+    grid = section.get("grid") or {}
+    points = section.get("points") or []
+    if not isinstance(grid, Mapping):
+        raise ConfigError("sweep.grid must be a mapping {input: [values]}")
+    if not isinstance(points, list):
+        raise ConfigError("sweep.points must be a list of mappings {input: value, label: text}")
+
+    dims, coords = [], {}
+    for key, spec in grid.items():
+        _check_sweepable(f"sweep.grid.{key}", key, base, protocol)
+        dims.append(key)
+        coords[key] = _values(f"sweep.grid.{key}", spec)
+
+    point_inputs: list[dict] = []
+    labels: list[str] = []
+    for i, point in enumerate(points):
+        if not isinstance(point, Mapping):
+            raise ConfigError(f"sweep.points[{i}] must be a mapping {{input: value}}, got {point!r}")
+        inputs = {}
+        for key, value in point.items():
+            if key == "label":
+                labels.append(str(value))
+                continue
+            _check_sweepable(f"sweep.points[{i}].{key}", key, base, protocol)
+            if key in coords:
+                raise ConfigError(f"sweep: {key!r} is both a grid dimension and set by sweep.points[{i}]")
+            inputs[key] = _number(f"sweep.points[{i}].{key}", value, allow_inf=True)
+        if "label" not in point:
+            labels.append(f"point {i}")
+        point_inputs.append(inputs)
+
+    point_coords: dict[str, np.ndarray] = {}
+    if point_inputs or not dims:
+        point_inputs = point_inputs or [{}]
+        dims.insert(0, POINT_DIM)
+        coords = {POINT_DIM: np.arange(len(point_inputs)), **coords}
+        keys = list(dict.fromkeys(k for p in point_inputs for k in p))
+        for key in keys:
+            point_coords[key] = np.array([float(p.get(key, base.get(key, np.nan))) for p in point_inputs])
+        if points:
+            point_coords["label"] = np.array(labels, dtype=str)
+
+    shape = tuple(len(coords[d]) for d in dims)
+    inputs = []
+    for index in np.ndindex(*shape):
+        kw = dict(base)
+        for d, i in zip(dims, index, strict=True):
+            if d == POINT_DIM:
+                kw.update(point_inputs[i])
+            else:
+                kw[d] = float(coords[d][i])
+        inputs.append(kw)
+    return SweepSpec(
+        name=name,
+        dims=tuple(dims),
+        shape=shape,
+        coords=coords,
+        point_coords=point_coords,
+        inputs=tuple(inputs),
+        chunk_shape=_block_shape(shape, chunk_size),
+        chunk_size=chunk_size,
+    )
+
+
+def _max_duration_s(inputs: Mapping, protocol) -> float:
+    """Upper bound on a point's protocol duration [s] (a charge cannot outlast its mean reaching theta_cut)."""
+    q_th = FARADAY_C_PER_MOL / (3.6 * inputs.get("molar_mass_g_per_mol", 97.46))
+    theta0 = inputs.get("theta0", 1.0)
+    theta_cut, theta_upper = inputs.get("theta_cut", 0.2), inputs.get("theta_upper", 0.99)
+    total = 0.0
+    for step in protocol:
+        if step.kind == "rest":
+            total += step.duration_s
+            continue
+        rate = step.rate_mA_per_g or inputs.get("rate_mA_per_g", 100.0)
+        span = (max(theta0, theta_upper) - theta_cut) if step.kind == "charge" else (theta_upper - theta_cut)
+        bound = span * 3600.0 * q_th / rate if step.until_cutoff else math.inf
+        total += min(step.max_duration_s, bound)
+    return total
+
+
+def _output(cfg: Mapping, sweep: SweepSpec, protocol) -> OutputSpec:
+    section = _get(cfg, "output")
+    times = section.get("times_s")
+    if not isinstance(times, Mapping) or set(times) - {"start", "stop", "step"}:
+        raise ConfigError("output.times_s must be {start, stop, step} [s] (stop null: the longest run)")
+    start = _number("output.times_s.start", times.get("start", 0.0))
+    step = _number("output.times_s.step", times.get("step"))
+    if start < 0 or not step > 0:
+        raise ConfigError(f"output.times_s needs start >= 0 and step > 0, got start={start}, step={step}")
+    stop = times.get("stop")
+    if stop is None:
+        longest = max(_max_duration_s(p, protocol) for p in sweep.inputs)
+        n = int(math.ceil((longest - start) / step - 1e-9)) + 1
+    else:
+        stop = _number("output.times_s.stop", stop)
+        if stop < start:
+            raise ConfigError(f"output.times_s.stop = {stop} must be >= start = {start}")
+        n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if n > 100_000:
+        raise ConfigError(f"output.times_s gives {n} times: increase step or set stop")
+    snapshot_times = section.get("snapshot_times_s") or []
+    if not isinstance(snapshot_times, list):
+        raise ConfigError("output.snapshot_times_s must be a list of times [s]")
+    snaps = tuple(_number(f"output.snapshot_times_s[{i}]", t) for i, t in enumerate(snapshot_times))
+    if any(t < 0 for t in snaps) or len(set(snaps)) != len(snaps):
+        raise ConfigError(f"output.snapshot_times_s = {list(snaps)} must be distinct times >= 0 s")
+    levels = section.get("core_fraction_levels") or []
+    levels = tuple(_number(f"output.core_fraction_levels[{i}]", v) for i, v in enumerate(levels))
+    if any(not 0 < v < 1 for v in levels):
+        raise ConfigError(f"output.core_fraction_levels = {list(levels)} must lie in (0, 1)")
+    zarr_format = _number("output.zarr_format", section.get("zarr_format", 3), integer=True)
+    if zarr_format not in (2, 3):
+        raise ConfigError(f"output.zarr_format = {zarr_format} must be 2 or 3")
+    store = section.get("store")
+    if store is not None and not isinstance(store, str):
+        raise ConfigError(f"output.store = {store!r} must be a path or null")
+    return OutputSpec(
+        times_s=start + step * np.arange(n),
+        snapshot_times_s=snaps,
+        line_cut=_bool("output.line_cut", section.get("line_cut", False)),
+        core_fraction_levels=levels,
+        store=store,
+        zarr_format=zarr_format,
+        plots=_bool("output.plots", section.get("plots", True)),
+        overwrite=_bool("output.overwrite", section.get("overwrite", False)),
+    )
+
+
+def _runtime(cfg: Mapping) -> RuntimeSpec:
+    section = _get(cfg, "runtime", default={}) or {}
+    devices = section.get("devices")
+    if devices is not None:
+        devices = _number("runtime.devices", devices, integer=True)
+        if devices < 1:
+            raise ConfigError(f"runtime.devices = {devices} must be >= 1 (or null: all)")
+    platform = section.get("platform")
+    cache = section.get("compilation_cache_dir")
+    return RuntimeSpec(
+        progress=_bool("runtime.progress", section.get("progress", True)),
+        devices=devices,
+        platform=None if platform is None else str(platform),
+        compilation_cache_dir=None if cache is None else str(cache),
+    )
+
+
+def load(cfg) -> JobConfig:
+    """Validate a composed config (``DictConfig`` or plain mapping) into a :class:`JobConfig`.
+
+    Every sweep point goes through :func:`fluxsim.api.make_params`, so all range checks run before any compute.
+
+    Raises:
+        ConfigError: naming the offending key, its value and what is allowed.
+    """
+    container = to_container(cfg)
+    base = _base_inputs(container)
+    protocol = _protocol(container)
+    numerics = _numerics(container, protocol)
+    sweep = _sweep(container, base, protocol)
+    output = _output(container, sweep, protocol)
+    runtime = _runtime(container)
+    try:  # the groups' own values, even where the sweep replaces them (a typo there is still a typo)
+        make_params(**base)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    params = []
+    for i, inputs in enumerate(sweep.inputs):
+        try:
+            params.append(make_params(**inputs))
+        except (ValueError, TypeError) as err:
+            where = "" if sweep.size == 1 else f"sweep point {i} ({_describe(sweep, i)}): "
+            raise ConfigError(f"{where}{err}") from None
+    ident = identity(container)
+    return JobConfig(
+        base_inputs=base,
+        params=tuple(params),
+        protocol=protocol,
+        numerics=numerics,
+        sweep=sweep,
+        output=output,
+        runtime=runtime,
+        config_yaml=dump_yaml(container),
+        identity_yaml=dump_yaml(ident),
+        config_hash=config_hash(container),
+    )
+
+
+def _describe(sweep: SweepSpec, flat: int) -> str:
+    index = np.unravel_index(flat, sweep.shape)
+    parts = []
+    for d, i in zip(sweep.dims, index, strict=True):
+        if d == POINT_DIM:
+            parts.extend(f"{k}={v[i]}" for k, v in sweep.point_coords.items())
+        else:
+            parts.append(f"{d}={sweep.coords[d][i]:g}")
+    return ", ".join(parts)
+
+
+def as_plain(value):
+    """OmegaConf containers to Python (for values read from a DictConfig node)."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
