@@ -232,9 +232,14 @@ def _cutoff(ctx: _Context, step, drive, theta, proposed):
     return hit, alpha
 
 
-def _time_step(ctx: _Context, step, drive, horizon, c: _Carry, fraction):
-    """One time step of a protocol step: BDF2, cut-off event, snapshots, core disappearance."""
+def _time_step(ctx: _Context, step, drive, horizon, t_start, c: _Carry, schedule):
+    """One time step of a protocol step: BDF2, cut-off event, snapshots, core disappearance.
+
+    ``schedule`` holds the step's fraction of the horizon and the cumulative fraction at its end; times are taken
+    from the cumulative schedule so that a protocol step ends exactly at ``t_start + horizon``.
+    """
     params = ctx.params
+    fraction, cumulative = schedule
     h_s = horizon * fraction
     h = h_s / ctx.time_scale_s
     proposed, (iterations, change) = bdf2_step(
@@ -243,7 +248,7 @@ def _time_step(ctx: _Context, step, drive, horizon, c: _Carry, fraction):
     hit, alpha = _cutoff(ctx, step, drive, c.theta, proposed)
     alpha = jnp.where(hit, alpha, 1.0)
     new_theta = jnp.where(c.done, c.theta, c.theta + alpha * (proposed - c.theta))
-    new_t = jnp.where(c.done, c.t_s, c.t_s + alpha * h_s)
+    new_t = jnp.where(c.done, c.t_s, jnp.where(hit, c.t_s + alpha * h_s, t_start + horizon * cumulative))
 
     # Snapshots requested inside [t, t_new], linearly interpolated in time.
     elapsed = new_t - c.t_s
@@ -301,10 +306,15 @@ def _run_protocol_step(ctx: _Context, step, carry: _Carry, capacity_start, early
     horizon = _horizon(ctx, step, carry.theta, rate)
     t_start = carry.t_s
     fractions = step_fractions(n_steps, numerics.first_step_ratio, numerics.grading_width)
-    blocks = jnp.asarray(fractions, carry.theta.dtype).reshape(-1, numerics.save_every)
+    cumulative = np.concatenate([np.cumsum(fractions)[:-1], [1.0]])
+    dtype = carry.theta.dtype
+    blocks = tuple(jnp.asarray(a, dtype).reshape(-1, numerics.save_every) for a in (fractions, cumulative))
 
-    def block(c: _Carry, block_fractions):
-        c, _ = jax.lax.scan(lambda c, f: (_time_step(ctx, step, drive, horizon, c, f), None), c, block_fractions)
+    def block(c: _Carry, schedule):
+        def one(c, s):
+            return _time_step(ctx, step, drive, horizon, t_start, c, s), None
+
+        c, _ = jax.lax.scan(one, c, schedule)
         capacity = capacity_start + signed_rate * (c.t_s - t_start) / 3600.0
         return c, _save(ctx, c.theta, c.t_s, capacity, drive)
 
@@ -320,8 +330,8 @@ def _run_protocol_step(ctx: _Context, step, carry: _Carry, capacity_start, early
 
 def _scan_until_done(block, carry, blocks):
     """Like ``lax.scan(block, carry, blocks)`` but stops once ``carry.done``; later entries repeat the last one."""
-    n = blocks.shape[0]
-    _, template = jax.eval_shape(block, carry, blocks[0])
+    n = blocks[0].shape[0]
+    _, template = jax.eval_shape(block, carry, jax.tree.map(lambda b: b[0], blocks))
     buffer = jax.tree.map(lambda s: jnp.zeros((n,) + s.shape, s.dtype), template)
 
     def cond(state):
@@ -330,7 +340,7 @@ def _scan_until_done(block, carry, blocks):
 
     def body(state):
         i, c, buf = state
-        c, out = block(c, blocks[i])
+        c, out = block(c, jax.tree.map(lambda b: b[i], blocks))
         return i + 1, c, jax.tree.map(lambda b, o: b.at[i].set(o), buf, out)
 
     i, carry, buffer = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), carry, buffer))
