@@ -89,7 +89,7 @@ class Numerics:
         first_step_ratio: first time step / final time step of each protocol step (default 0.01): the steps grow
             geometrically from it, since the flux switches on or off abruptly.
         grading_width: fraction of the schedule over which the steps grow e-fold (default 0.025).
-        save_every: time steps between saved outputs (default 4); must divide every protocol step's n_steps.
+        save_every: time steps between saved outputs (default 1: every step); must divide n_steps.
         newton_tolerance: Newton stops when its update is below this (occupancy; default 1e-7), then polishes once
             with the last Jacobian, which takes the error to rounding level.
         newton_max_iterations: cap on Newton updates per step (default 25); ``Solution.newton_change`` reveals a
@@ -101,7 +101,7 @@ class Numerics:
     n_steps: int = 400
     first_step_ratio: float = 0.01
     grading_width: float = 0.025
-    save_every: int = 4
+    save_every: int = 1
     newton_tolerance: float = 1e-7
     newton_max_iterations: int = 25
 
