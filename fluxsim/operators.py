@@ -23,8 +23,6 @@ Li balance survives the implicit solve.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax.numpy as jnp
 
 from fluxsim import blocksolve

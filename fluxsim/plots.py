@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from fluxsim.config import POINT_DIM
-from fluxsim.store import PHI, R, SNAPSHOT_TIME, TIME, stored_config
+from fluxsim.store import PHI, SNAPSHOT_TIME, TIME, R, stored_config
 
 log = logging.getLogger(__name__)
 

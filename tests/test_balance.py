@@ -4,12 +4,11 @@ import math
 
 import numpy as np
 import pytest
+from helpers import batched, stack, unbatch
 
 import fluxsim
 from fluxsim.api import make_params
 from fluxsim.protocol import Charge, Rest
-
-from helpers import batched, stack, unbatch
 
 NUMERICS = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
 

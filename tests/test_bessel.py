@@ -11,13 +11,12 @@ occupancy varies by O(1) across the particle and an absolute error below 1e-3 is
 
 import numpy as np
 import pytest
+from helpers import batched, stack, unbatch
 from scipy.special import j0, jn_zeros
 
 import fluxsim
 from fluxsim.api import make_params
 from fluxsim.protocol import Charge
-
-from helpers import batched, stack, unbatch
 
 D = 1e-16
 DURATION_S = 5000.0

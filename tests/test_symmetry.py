@@ -3,13 +3,12 @@
 import math
 
 import numpy as np
+from conftest import COARSE
+from helpers import batched, stack, unbatch
 
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-
-from conftest import COARSE
-from helpers import batched, stack, unbatch
 
 NUMERICS = fluxsim.Numerics(**COARSE)
 DPHI = 2 * math.pi / NUMERICS.nphi
