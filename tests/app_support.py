@@ -1,0 +1,53 @@
+"""Shared helpers of the application-layer tests (config, sweep, store, CLI); not a test module.
+
+Every test job uses the ``tiny`` numerics and the same protocol, snapshot times and batch size (4), so the
+vmapped solver compiles to the same program everywhere and the persistent XLA cache (``CACHE_DIR``, shared with
+``make run``) serves it after the first compile, across test workers and subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+from fluxsim import config
+
+REPO = Path(__file__).resolve().parent.parent
+CONF_DIR = str(REPO / "conf")
+CACHE_DIR = str(REPO / "outputs" / ".jax_cache")
+
+#: Overrides shared by every test job (tiny numerics, no progress bar, the shared compilation cache).
+TINY = ["numerics=tiny", "runtime.progress=false", f"runtime.compilation_cache_dir={CACHE_DIR}"]
+
+#: Ten cases at 100 mA/g (same time grid as fig4), chunks of 4: blocks of 4, 4 and a padded 2.
+TEN_POINTS = "[" + ",".join(
+    f"{{eta:{eta},blocked_fraction:{f}}}" for eta, f in
+    [(1.0, 0.0), (0.7, 0.25), (0.3, 0.25), (0.3, 0.5), (0.5, 0.1), (0.9, 0.3), (0.2, 0.2), (0.6, 0.4),
+     (0.4, 0.15), (0.8, 0.05)]
+) + "]"
+
+
+def compose_cfg(overrides=(), return_hydra_config=False):
+    """The composed DictConfig for ``overrides`` (hydra compose API)."""
+    config.register_resolvers()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def load_job(overrides=()):
+    """A validated JobConfig with the tiny test settings plus ``overrides``."""
+    return config.load(compose_cfg([*TINY, *overrides]))
+
+
+def run_python(code: str, *, env=None, cwd=None, timeout=600, check=True):
+    """Run ``code`` in a fresh Python (own JAX runtime); returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full_env, cwd=cwd,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc

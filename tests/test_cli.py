@@ -1,0 +1,58 @@
+"""The ``fluxsim`` command end to end (subprocesses, tiny numerics)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from app_support import TINY, load_job
+
+from fluxsim import store
+from fluxsim.cli import _overridden_by_sweep
+
+FLUXSIM = shutil.which("fluxsim", path=str(Path(sys.executable).parent)) or "fluxsim"
+
+
+def _fluxsim(*args, cwd):
+    return subprocess.run([FLUXSIM, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_default_job_end_to_end(tmp_path):
+    """``fluxsim`` (tiny numerics): store + PNGs in the printed folder; the same command again resumes there
+    without compiling; ``fluxsim plot`` redraws the figures from the store."""
+    proc = _fluxsim(*TINY, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    folder = proc.stdout.strip().splitlines()[-1]  # the last line is the output folder
+    assert folder.startswith("outputs/fig4/")
+    out = tmp_path / folder
+    assert (out / "snapshots.png").stat().st_size > 10_000 and (out / "series.png").exists()
+    assert (out / ".hydra" / "config.yaml").exists()
+    ds = store.open_store(out / "results.zarr")
+    assert bool(ds["done"].all()) and int(ds["status"].max()) == 0
+    assert ds["theta"].shape == (4, 4, 9, 32)
+    d10 = ds["offset_nm"].sel(time=600.0).values
+    assert d10[0] < 1e-6 < d10[1] < d10[2] < d10[3]  # Fig. 4 ordering (a) < (b) < (c) < (d)
+
+    again = _fluxsim(*TINY, "output.plots=false", cwd=tmp_path)  # plots do not count: same folder
+    assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == folder
+    assert "0 points left" in again.stdout + again.stderr and "compiling" not in again.stdout + again.stderr
+
+    figures = tmp_path / "figures"
+    res = _fluxsim("plot", str(out / "results.zarr"), str(figures), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert sorted(p.name for p in figures.glob("*.png")) == ["series.png", "snapshots.png"]
+
+
+def test_invalid_config_fails_fast(tmp_path):
+    proc = _fluxsim(*TINY, "sweep=single", "surface.eta=1.5", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "eta = 1.5 is outside the allowed range [0, 1]" in proc.stdout + proc.stderr
+    assert not list(tmp_path.rglob("*.zarr"))
+
+
+def test_overriding_a_swept_input_warns():
+    job = load_job(["surface.eta=0.5"])
+    hits = _overridden_by_sweep(job, ["surface.eta=0.5", "protocol.rate_mA_per_g=200", "numerics=tiny"])
+    assert hits == ["surface.eta=0.5 (the sweep sets eta for every point)"]

@@ -1,0 +1,130 @@
+"""conf/ composes in every option, and fluxsim.config validates it into typed objects before any compute."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from app_support import CONF_DIR, TINY, compose_cfg, load_job
+
+from fluxsim import config
+from fluxsim.api import make_diffusivity, make_params
+from fluxsim.protocol import Charge, Rest
+
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+
+
+def _options(group):
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "override", [f"{g}={o}" for g in GROUPS for o in _options(g)],
+)
+def test_every_option_composes_and_validates(override):
+    overrides = [*TINY, override]
+    if override == "sweep=rate_blocking":
+        overrides.append("output=series_only")
+    cfg = compose_cfg(overrides, return_hydra_config=True)
+    job = config.load(cfg)
+    assert job.sweep.size == len(job.params) >= 1
+    assert cfg.hydra.run.dir == f"outputs/{job.sweep.name}/{job.config_hash}"
+
+
+def test_every_make_params_input_is_a_config_key():
+    keywords = set(inspect.signature(make_params).parameters) | set(inspect.signature(make_diffusivity).parameters)
+    keywords -= {"diffusivity", "law"}
+    keywords |= {"diffusivity"}  # make_params(diffusivity=...) selects the law
+    assert keywords <= set(config.CONFIG_INPUTS.values()) | {"law"}
+    assert set(config.INPUTS) <= set(config.CONFIG_INPUTS.values())
+
+
+def test_cli_overrides_reach_params():
+    job = load_job(["sweep=single", "surface.eta=0.3", "surface.blocked_fraction=0.25",
+                    "protocol.rate_mA_per_g=200", "geometry.radius_m=1.5e-6", "diffusivity.D_hi_m2_per_s=2e-14"])
+    (p,) = job.params
+    assert (p.blocking.eta, p.blocking.blocked_fraction, p.rate_mA_per_g, p.radius_m) == (0.3, 0.25, 200.0, 1.5e-6)
+    assert p.diffusivity.D_hi_m2_per_s == 2e-14
+    expected = make_params(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=200.0, radius_m=1.5e-6, D_hi_m2_per_s=2e-14)
+    assert str(p) == str(expected)
+    assert job.protocol == (Charge(),)
+
+
+def test_default_job_is_fig4():
+    job = config.load(compose_cfg())
+    assert job.sweep.dims == ("point",) and job.sweep.shape == (4,)
+    cases = [(p.blocking.eta, p.blocking.blocked_fraction, p.rate_mA_per_g) for p in job.params]
+    assert cases == [(1.0, 0.0, 100.0), (0.7, 0.25, 100.0), (0.3, 0.25, 100.0), (0.3, 0.5, 100.0)]
+    assert all(p.blocking.arc_center_rad == math.pi for p in job.params)
+    assert job.output.snapshot_times_s == (300.0, 600.0, 900.0, 1200.0)
+    assert (job.numerics.nr, job.numerics.nphi, job.numerics.n_steps) == (32, 128, 200)
+    assert job.output.times_s[-1] >= 0.8 * 3600 * 275 / 100  # covers the whole charge
+
+
+def test_protocol_and_models():
+    job = load_job(["protocol=charge_rest", "surface=model_b", "diffusivity=power_law_dip"])
+    assert job.protocol == (Charge(max_duration_s=1200.0), Rest(duration_s=900.0))
+    p = job.params[0]
+    assert type(p.kinetics).__name__ == "FilmResistance" and p.theta0 == 1 - 1e-4
+    assert type(p.diffusivity).__name__ == "LowThetaDip"
+    assert job.output.times_s[-1] == 2100.0
+
+
+def test_grid_layout_and_ranges():
+    job = load_job(["sweep=fig5b", "sweep.chunk_size=3"])
+    assert job.sweep.dims == ("blocked_fraction", "eta", "rate_mA_per_g")
+    assert job.sweep.shape == (1, 3, 4) and job.sweep.chunk_shape == (1, 1, 3)
+    np.testing.assert_array_equal(job.sweep.coords["rate_mA_per_g"], [50, 100, 200, 400])
+    i = np.ravel_multi_index((0, 2, 1), job.sweep.shape)  # eta 0.3, 100 mA/g
+    assert (job.params[i].blocking.eta, job.params[i].rate_mA_per_g) == (0.3, 100.0)
+    job = load_job(["sweep=single", "+sweep.grid.radius_m={start:1e-6,stop:4e-6,num:3,log:true}"])
+    np.testing.assert_allclose(job.sweep.coords["radius_m"], [1e-6, 2e-6, 4e-6])
+
+
+def test_points_crossed_with_grid():
+    job = load_job(["+sweep.grid.rate_mA_per_g=[100,200]"])
+    assert job.sweep.dims == ("point", "rate_mA_per_g") and job.sweep.shape == (4, 2)
+    assert list(job.sweep.point_coords) == ["eta", "blocked_fraction", "label"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["sweep=single", "surface.eta=1.5"], "eta = 1.5 is outside the allowed range [0, 1]"),
+        (["surface.eta=1.5"], "eta = 1.5"),  # checked even where the sweep replaces it
+        (["surface.eta=abc"], "surface.eta = 'abc' must be a number"),
+        (["geometry.radius_m=-1e-6"], "radius_m = -1e-06 m is outside the allowed range (0, inf]"),
+        (["sweep=fig5b", "sweep.grid.rate_mA_per_g=[100,-5]"], "sweep point 1 (blocked_fraction=0.25, eta=1, "
+                                                               "rate_mA_per_g=-5): rate_mA_per_g = -5.0"),
+        (["+sweep.grid.theta_ref=[0.7]", "diffusivity=constant"], "theta_ref has no effect with diffusivity law"),
+        (["+sweep.grid.r_NMC_ohm_m2=[0.05]"], "r_NMC_ohm_m2 has no effect with surface model 'A'"),
+        (["+sweep.grid.surface_model=[1]"], "'surface_model' cannot be swept"),
+        (["+sweep.grid.eta=[0.5]"], "'eta' is both a grid dimension and set by sweep.points[0]"),
+        (["sweep=single", "+sweep.grid.eta=[0.5,0.5]"], "repeated values"),
+        (["numerics.n_steps=42"], "n_steps (42) must be a multiple of numerics.save_every (4)"),
+        (["numerics.nr=1"], "numerics.nr = 1 must be >= 2"),
+        (["protocol.steps=[{kind:rest}]"], "protocol.steps[0] (rest) needs duration_s"),
+        (["protocol.steps=[{kind:charge,rate:5}]"], "unknown keys ['rate']"),
+        (["output.times_s.step=0"], "output.times_s needs start >= 0 and step > 0"),
+        (["output.zarr_format=4"], "output.zarr_format = 4 must be 2 or 3"),
+        (["sweep.chunk_size=0"], "sweep.chunk_size = 0 must be >= 1"),
+        (["runtime.devices=0"], "runtime.devices = 0 must be >= 1"),
+    ],
+)
+def test_invalid_configs_name_the_parameter(overrides, message):
+    with pytest.raises(config.ConfigError) as err:
+        load_job(overrides)
+    assert message in str(err.value)
+
+
+def test_hash_tracks_results_not_runtime():
+    base = config.config_hash(compose_cfg(TINY))
+    assert config.config_hash(compose_cfg([*TINY, "runtime.progress=true", "output.plots=false"])) == base
+    assert config.config_hash(compose_cfg([*TINY, "output.store=/tmp/x.zarr"])) == base
+    assert config.config_hash(compose_cfg([*TINY, "surface.arc_center_rad=1.0"])) != base
+    assert config.config_hash(compose_cfg([*TINY, "numerics.n_steps=80"])) != base
+    job = load_job()
+    assert "runtime" not in job.identity_yaml and "runtime" in job.config_yaml

@@ -1,0 +1,143 @@
+"""The zarr store: schema, units, lazy creation, region writes, refusal of foreign configs, resume after kill -9."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+from app_support import TEN_POINTS, load_job, run_python
+
+from fluxsim import store, sweep
+from fluxsim.cli import run_job
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _fake_outputs(job, block, value=0.5):
+    out = {}
+    for name in store.variable_names(job):
+        var = store.VARIABLES[name]
+        shape = block.shape + store._extra_shape(job, var.dims)
+        out[name] = np.full(shape, value if var.dtype == "float64" else 1, dtype=var.dtype)
+    out["status"] = np.zeros(block.shape, np.int8)
+    return out
+
+
+def _data_chunks(path: Path, name: str) -> list:
+    return [p for p in (path / name).rglob("*") if p.is_file() and p.name not in ("zarr.json", ".zarray", ".zattrs")]
+
+
+def test_schema_units_and_selection(tmp_path):
+    job = load_job(["sweep=fig5b", "sweep.chunk_size=2"])
+    path = tmp_path / "s.zarr"
+    writer = store.StoreWriter(path, job)
+    assert not writer.resumed and not _data_chunks(path, "theta") and not _data_chunks(path, "mean_theta")
+    blocks = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    assert len(blocks) == 6
+    writer.write(blocks[1], _fake_outputs(job, blocks[1]))  # eta = 1, rates 200 and 400
+
+    ds = store.open_store(path)
+    assert ds.attrs["fluxsim_version"] and ds.attrs["jax_backend"] == "cpu" and ds.attrs["jax_devices"]
+    assert "created" in ds.attrs and "sweep:" in ds.attrs["config"] and ds.attrs["config_hash"] == job.config_hash
+    assert ds.encoding.get("zarr_format", 3) == 3 or (path / "zarr.json").exists()
+    for name, var in {**ds.data_vars, **ds.coords}.items():
+        assert var.attrs.get("units") and var.attrs.get("long_name"), name
+    assert ds.sizes["eta"] == 3 and ds.sizes["rate_mA_per_g"] == 4
+    assert dict(ds["theta"].sizes) == {"blocked_fraction": 1, "eta": 3, "rate_mA_per_g": 4, "snapshot_time": 4,
+                                       "r": 9, "phi": 32}
+    point = ds.sel(eta=1.0, rate_mA_per_g=200.0, blocked_fraction=0.25)
+    assert bool(point["done"]) and int(point["status"]) == 0 and float(point["capacity_at_cutoff_mAh_per_g"]) == 0.5
+    other = ds.sel(eta=0.3, rate_mA_per_g=200.0, blocked_fraction=0.25)
+    assert not bool(other["done"]) and int(other["status"]) == -1 and np.isnan(float(other["time_to_cutoff_s"]))
+    assert int(ds["done"].sum()) == 2
+    assert ds["status"].attrs["flag_meanings"] == "nonfinite_output newton_not_converged chunk_failed"
+
+
+def test_points_dimension_and_labels(tmp_path):
+    job = load_job()
+    writer = store.StoreWriter(tmp_path / "p.zarr", job)
+    (block,) = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    writer.write(block, _fake_outputs(job, block))
+    ds = store.open_store(tmp_path / "p.zarr")
+    assert ds["eta"].dims == ("point",) and list(ds["blocked_fraction"].values) == [0, 0.25, 0.25, 0.5]
+    assert str(ds["label"].values[2]) == "(c) 1/4 blocked, eta 0.3"
+    assert ds["line_cut"].dims == ("point", "time", "position") and ds.sizes["position"] == 17
+    assert list(ds["protocol_step_kind"].values) == ["charge"]
+    assert list(ds.where(ds.label == "(d) 1/2 blocked, eta 0.3", drop=True)["point"].values) == [3]
+
+
+def test_zarr_format_2(tmp_path):
+    job = load_job(["output.zarr_format=2"])
+    store.StoreWriter(tmp_path / "v2.zarr", job)
+    assert (tmp_path / "v2.zarr" / ".zgroup").exists()
+    assert store.open_store(tmp_path / "v2.zarr").attrs["config_hash"] == job.config_hash
+
+
+def test_a_different_config_is_refused(tmp_path):
+    path = tmp_path / "s.zarr"
+    store.StoreWriter(path, load_job())
+    again = store.StoreWriter(path, load_job(["runtime.progress=true"]))  # runtime does not count
+    assert again.resumed
+    with pytest.raises(store.StoreMismatchError, match="different config") as err:
+        store.StoreWriter(path, load_job(["surface.arc_center_rad=1.0"]))
+    assert "arc_center_rad" in str(err.value) and "output.overwrite=true" in str(err.value)
+    replaced = store.StoreWriter(path, load_job(["surface.arc_center_rad=1.0"]), overwrite=True)
+    assert not replaced.resumed
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses kill -9")
+def test_resume_after_kill_equals_uninterrupted(tmp_path):
+    """kill -9 after the data of the 2nd of 3 chunks is written but before its done flags: the rerun recomputes
+    exactly the missing chunks and the store equals an uninterrupted run's."""
+    overrides = [f"sweep.points={TEN_POINTS}", "output.plots=false"]
+    killed = tmp_path / "killed.zarr"
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {TESTS!r})
+from app_support import load_job
+from fluxsim import store
+from fluxsim.cli import run_job
+
+job = load_job({[*overrides, f"output.store={killed}"]!r})
+original, writes = store.StoreWriter._write, []
+def write(self, block, data):
+    original(self, block, data)
+    writes.append(block.index)
+    if "done" not in data and len(writes) == 3:  # chunk 0 data, chunk 0 done, chunk 1 data
+        os.kill(os.getpid(), signal.SIGKILL)
+store.StoreWriter._write = write
+run_job(job, {str(tmp_path)!r})
+"""
+    proc = run_python(code, check=False)
+    assert proc.returncode == -9, proc.stderr[-3000:]
+    partial = store.open_store(killed)  # readable mid-study
+    np.testing.assert_array_equal(partial["done"].values, [True] * 4 + [False] * 6)
+    assert (partial["status"].values[8:] == -1).all()
+    partial.close()
+
+    job = load_job([*overrides, f"output.store={killed}"])
+    writer = store.StoreWriter(killed, job)
+    todo = [b.index for b in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape) if not writer.is_done(b)]
+    assert writer.resumed and todo == [(1,), (2,)]
+    run_job(job, tmp_path)
+    fresh = tmp_path / "fresh.zarr"
+    run_job(load_job([*overrides, f"output.store={fresh}"]), tmp_path)
+
+    a, b = store.open_store(killed).load(), store.open_store(fresh).load()
+    for key in ("created", "config"):  # creation time; the full config names the store path
+        assert a.attrs.pop(key) and b.attrs.pop(key)
+    xr.testing.assert_identical(a, b)
+    assert bool(a["done"].all()) and int(a["status"].max()) == 0
+
+
+def test_failed_chunk_is_recorded_and_retried(tmp_path):
+    job = load_job([f"sweep.points={TEN_POINTS}"])
+    writer = store.StoreWriter(tmp_path / "f.zarr", job)
+    blocks = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    writer.fail(blocks[1], RuntimeError("x"))
+    ds = store.open_store(tmp_path / "f.zarr")
+    assert list(ds["status"].values[4:8]) == [sweep.STATUS_CHUNK_FAILED] * 4 and not ds["done"].values.any()
+    assert not store.StoreWriter(tmp_path / "f.zarr", job).is_done(blocks[1])

@@ -1,0 +1,153 @@
+"""Batched sweeps equal single runs; sharding over devices changes nothing; padding and failures are contained.
+
+Compiling dominates on CPU, so each compiled program feeds one test (pytest-xdist may put tests on different
+workers): one test for the batched sweep against single runs, one subprocess for sharding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from app_support import CACHE_DIR, TEN_POINTS, load_job, run_python
+
+from fluxsim import sweep
+from fluxsim.api import make_params
+
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _by_point(block_outputs: list) -> dict[str, np.ndarray]:
+    """Outputs of all blocks of a 1-D sweep, concatenated along the point axis."""
+    names = block_outputs[0][1].keys()
+    return {k: np.concatenate([out[k] for _, out in block_outputs]) for k in names}
+
+
+def _compare(got: dict, ref: dict, label: str) -> tuple[float, bool]:
+    """Assert equality within 1e-12; returns (largest absolute difference, bitwise equal)."""
+    worst, bitwise = 0.0, True
+    assert set(got) == set(ref)
+    for name in ref:
+        a, b = np.asarray(got[name]), np.asarray(ref[name])
+        if name == "offset_direction_rad":  # the direction of a roundoff-sized offset (eta = 1) is noise
+            keep = np.asarray(ref["offset_nm"]) > 1e-3
+            a, b = a[keep], b[keep]
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=f"{label}: {name}")
+        bitwise &= np.array_equal(a, b, equal_nan=True)
+        if a.dtype.kind == "f" and np.isfinite(a - b).any():
+            worst = max(worst, float(np.nanmax(np.abs(a - b))))
+    return worst, bitwise
+
+
+def test_sweep_equals_loop_of_single_runs():
+    """Ten points in blocks of 4, 4 and a padded 2 through one compiled vmapped runner, against a Python loop
+    of single unbatched ``simulate`` runs; then status flags on those single solutions."""
+    jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+    job = load_job([f"sweep.points={TEN_POINTS}"])
+    spec = sweep.extraction_for(job)
+    runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, spec,
+                                  size=4, devs=jax.local_devices()[:1])
+    todo = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    assert [len(b.flat) for b in todo] == [4, 4, 2]
+    written = []
+    sweep.run_blocks(runner, job.params, todo, lambda b, out: written.append((b, out)))
+    assert len(runner.traces) == 1  # three batches, one trace, no recompilation
+    batched = _by_point(written)
+
+    one = jax.jit(sweep.simulate, static_argnums=(1, 2, 3, 4))
+    solutions = [one(p, job.protocol, job.numerics, job.output.snapshot_times_s, False) for p in job.params]
+    worst, bitwise = 0.0, True
+    for i, (solution, p) in enumerate(zip(solutions, job.params, strict=True)):
+        ref = jax.tree.map(np.asarray, sweep.point_outputs(solution, p, spec))
+        w, b = _compare({k: v[i] for k, v in batched.items()}, ref, f"point {i}")
+        worst, bitwise = max(worst, w), bitwise and b
+    print(f"sweep vs single runs: largest absolute difference {worst:.3g}, bitwise {bitwise}")
+
+    # physics sanity on the stored outputs
+    assert (batched["status"] == 0).all() and batched["reached_cutoff"].all()
+    assert np.nanmax(batched["offset_nm"][0]) < 1e-6 < np.nanmax(batched["offset_nm"][2])
+    cap, t = batched["passed_capacity_mAh_per_g"][0], job.output.times_s
+    ok = np.isfinite(cap)
+    np.testing.assert_allclose(cap[ok], 100.0 * t[ok] / 3600.0, rtol=1e-12, atol=1e-9)  # constant current
+
+    # status bits: non-finite state -> 1, unconverged Newton -> 2
+    solution, p = solutions[2], job.params[2]
+    bad = solution._replace(mean_theta=solution.mean_theta.at[3].set(np.nan))
+    assert int(sweep.point_outputs(bad, p, spec)["status"]) == sweep.STATUS_NONFINITE
+    slow = solution._replace(newton_change=np.asarray(1e-3))
+    assert int(sweep.point_outputs(slow, p, spec)["status"]) == sweep.STATUS_NOT_CONVERGED
+
+
+def test_sharded_over_four_devices_equals_single_device(tmp_path):
+    """In a process with 4 fake CPU devices: batches sharded over all 4 equal batches on one device."""
+    out = tmp_path / "result.npz"
+    code = f"""
+import sys, numpy as np, jax
+sys.path.insert(0, {TESTS!r})
+from app_support import load_job, TEN_POINTS, CACHE_DIR
+from fluxsim import sweep
+assert len(jax.local_devices()) == 4, jax.local_devices()
+jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+job = load_job([f"sweep.points={{TEN_POINTS}}"])
+results = {{}}
+for n in (4, 1):
+    runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
+                                  sweep.extraction_for(job), size=4, devs=jax.local_devices()[:n])
+    assert len(runner.sharding.mesh.devices) == n
+    res = {{}}
+    def write(block, out):
+        for k, v in out.items():
+            res.setdefault(k, []).append(v)
+    sweep.run_blocks(runner, job.params, sweep.blocks(job.sweep.shape, job.sweep.chunk_shape), write)
+    for k, v in res.items():
+        results[f"{{n}}/{{k}}"] = np.concatenate(v)
+np.savez({str(out)!r}, **results)
+"""
+    run_python(code, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
+    data = np.load(out)
+    names = {k.split("/", 1)[1] for k in data.files}
+    sharded = {k: data[f"4/{k}"] for k in names}
+    single = {k: data[f"1/{k}"] for k in names}
+    assert sharded["status"].shape == (10,) and (sharded["status"] == 0).all()
+    worst, bitwise = 0.0, True
+    for i in range(10):
+        w, b = _compare({k: v[i] for k, v in sharded.items()}, {k: v[i] for k, v in single.items()}, f"point {i}")
+        worst, bitwise = max(worst, w), bitwise and b
+    print(f"4 devices vs 1: largest absolute difference {worst:.3g}, bitwise {bitwise}")
+
+
+def test_blocks_tile_the_grid():
+    shape, chunk = (3, 5, 2), (2, 2, 2)
+    bl = sweep.blocks(shape, chunk)
+    flat = np.concatenate([b.flat for b in bl])
+    assert sorted(flat) == list(range(30)) and len(bl) == 2 * 3 * 1
+    assert all(len(b.flat) == int(np.prod(b.shape)) <= 8 for b in bl)
+
+
+def test_a_failing_batch_does_not_lose_the_others():
+    job = load_job([f"sweep.points={TEN_POINTS}"])
+
+    class Flaky:
+        batch_size = 4
+        calls = 0
+
+        def __call__(self, stacked):
+            Flaky.calls += 1
+            if Flaky.calls == 2:
+                raise FloatingPointError("boom")
+            return {"x": np.arange(np.shape(stacked.radius_m)[0], dtype=float)}
+
+    written, failed = [], []
+    todo = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    sweep.run_blocks(Flaky(), job.params, todo, lambda b, out: written.append(b.index),
+                     fail=lambda b, err: failed.append((b.index, str(err))))
+    assert written == [(0,), (2,)] and failed == [((1,), "boom")]
+
+
+def test_stack_refuses_mixed_structure():
+    with pytest.raises(ValueError, match="static structure"):
+        sweep.stack([make_params(), make_params(surface_model="B", theta0=0.999)])
+    stacked = sweep.stack([make_params(eta=0.3), make_params(eta=0.7)])
+    np.testing.assert_array_equal(stacked.blocking.eta, [0.3, 0.7])
