@@ -1,0 +1,60 @@
+"""Simulations per second of the vmapped sweep against chunk (batch) size; runs unchanged on CPU or GPU.
+
+    .venv/bin/python benchmarks/sweep_throughput.py                       # numerics=tiny, chunks 1 2 4 8 16
+    .venv/bin/python benchmarks/sweep_throughput.py --numerics fast --chunks 1 4 8 --points 16
+
+For each chunk size: the compile time (``--cache`` uses the persistent XLA cache; off by default so the numbers
+are cold compiles), the steady-state wall time of ``--points`` simulations (eta and blocked fraction spread over
+the Fig. 4 range, charge to cut-off at 100 mA/g, no snapshots), simulations per second and seconds per
+simulation. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from app_support import CACHE_DIR, compose_cfg  # noqa: E402
+
+from fluxsim import config, sweep  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--numerics", default="tiny", help="a conf/numerics option (default: tiny)")
+    parser.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--points", type=int, default=16, help="simulations per chunk size (default 16)")
+    parser.add_argument("--cache", action="store_true", help="use the persistent compilation cache")
+    args = parser.parse_args()
+    if args.cache:
+        jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+    etas = np.linspace(0.3, 1.0, args.points)
+    fractions = np.linspace(0.0, 0.5, args.points)
+    points = "[" + ",".join(f"{{eta:{e:.6g},blocked_fraction:{f:.6g}}}" for e, f in zip(etas, fractions)) + "]"
+    devs = jax.local_devices()
+    print(f"backend {jax.default_backend()}, {len(devs)} device(s); numerics={args.numerics}; {args.points} points")
+    print(f"{'chunk':>6} {'batch':>6} {'compile_s':>10} {'run_s':>8} {'sims/s':>8} {'s/sim':>8}")
+    for chunk in args.chunks:
+        cfg = compose_cfg([f"numerics={args.numerics}", f"sweep.points={points}", f"sweep.chunk_size={chunk}",
+                           "output.snapshot_times_s=[]", "output.line_cut=false"])
+        job = config.load(cfg)
+        size = sweep.batch_size(chunk, len(devs))
+        runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
+                                      sweep.extraction_for(job), size=size, devs=devs)
+        todo = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+        start = time.perf_counter()
+        sweep.run_blocks(runner, job.params, todo, lambda block, out: None)
+        run_s = time.perf_counter() - start
+        rate = args.points / run_s
+        print(f"{chunk:>6} {size:>6} {runner.compile_s:>10.1f} {run_s:>8.2f} {rate:>8.3g} {1 / rate:>8.3g}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
