@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 
 import numpy as np
 
@@ -39,10 +40,15 @@ class PolarGrid:
     nphi: int
 
     def __post_init__(self):
-        if not (isinstance(self.nr, int) and self.nr >= 2):
-            raise ValueError(f"nr (number of radial rings) must be an integer >= 2, got {self.nr!r}")
-        if not (isinstance(self.nphi, int) and self.nphi >= 8):
-            raise ValueError(f"nphi (nodes per ring) must be an integer >= 8, got {self.nphi!r}")
+        for name, minimum in (("nr", 2), ("nphi", 8)):
+            value = getattr(self, name)
+            try:
+                as_int = operator.index(value)  # accepts numpy integers, rejects floats
+            except TypeError:
+                as_int = None
+            if as_int is None or as_int < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            object.__setattr__(self, name, as_int)
 
     # ---- spacing and coordinates -------------------------------------------------------------------------------
     @property

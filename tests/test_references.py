@@ -7,14 +7,13 @@ fluxsim's code.
 
 import numpy as np
 import pytest
+from helpers import batched, stack, unbatch
+from reference.fem2d import solve_fem2d
+from reference.radial1d import solve_radial1d
 
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-
-from helpers import batched, stack, unbatch
-from reference.fem2d import solve_fem2d
-from reference.radial1d import solve_radial1d
 
 DEFAULT = fluxsim.Numerics()
 
