@@ -137,6 +137,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     except StoreMismatchError as err:
         log.error("%s", err)
         raise SystemExit(3) from None
+    except KeyboardInterrupt:
+        log.warning("interrupted: finished chunks are in the store; run the same command again to resume")
+        raise SystemExit(130) from None
     log.info("done in %.1f s", time.perf_counter() - start)
     try:
         shown = out_dir.relative_to(Path.cwd())

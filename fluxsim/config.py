@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fluxsim.api import make_params
@@ -269,7 +268,8 @@ def register_resolvers() -> None:
 
 
 def dump_yaml(container) -> str:
-    return yaml.safe_dump(container, sort_keys=False, default_flow_style=None, width=120)
+    """YAML text of a plain container (OmegaConf's dumper: ``.inf`` for infinity, key order kept)."""
+    return OmegaConf.to_yaml(OmegaConf.create(container))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -155,6 +155,11 @@ def series_panels(ds: xr.Dataset, path: Path) -> Path | None:
     for case in items:
         for ax, (name, _) in zip(axes, panels, strict=True):
             ax.plot(t_min, ds[name].isel(case["index"]).values, label=case["label"])
+    core = ds["core_fraction"].values.reshape(-1, ds.sizes[TIME])
+    alive = np.flatnonzero(np.nanmax(np.where(np.isfinite(core), core, 0.0), axis=0) > 0)
+    if alive.size and alive[-1] + 1 < t_min.size:  # the core panels end a little after the last core vanishes
+        for ax in axes[:2]:
+            ax.set_xlim(0, 1.15 * t_min[min(alive[-1] + 1, t_min.size - 1)])
     for ax, (_, ylabel) in zip(axes, panels, strict=True):
         ax.set_xlabel("time [min]")
         ax.set_ylabel(ylabel)

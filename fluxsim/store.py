@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-import yaml
+from omegaconf import OmegaConf
 
 import fluxsim
 from fluxsim.config import INPUTS, POINT_DIM, JobConfig
@@ -308,7 +308,7 @@ def open_store(path: str | Path) -> xr.Dataset:
 
 def stored_config(ds: xr.Dataset) -> dict:
     """The resolved config a store was written with."""
-    return yaml.safe_load(ds.attrs["config"])
+    return OmegaConf.to_container(OmegaConf.create(ds.attrs["config"]))
 
 
 def summary(ds: xr.Dataset) -> str:
