@@ -24,7 +24,7 @@ from fluxsim.geometry import PolarGrid
 
 
 class CoreGeometry(NamedTuple):
-    """Area fraction and centroid (in units of R, relative to the particle centroid) of the Li-rich core."""
+    """Area fraction and centroid (in units of R, relative to the particle centroid; 0 when there is no core)."""
 
     fraction: jnp.ndarray
     x: jnp.ndarray
@@ -86,19 +86,19 @@ def _core_moments(grid: PolarGrid, theta, threshold):
 
 
 def _centroid(grid, area, mx, my):
+    # Without a core the centroid is reported as 0 (not NaN): NaN in a series poisons reverse-mode gradients of
+    # everything computed from it (0 * NaN = NaN). Presence is ``fraction > 0``; fluxsim.outputs turns absent offsets
+    # into NaN behind gradient-safe guards.
     present = area > 0
     safe = jnp.where(present, area, 1.0)
-    nan = jnp.full_like(area, jnp.nan)
-    return CoreGeometry(
-        area / grid.polygon_area, jnp.where(present, mx / safe, nan), jnp.where(present, my / safe, nan)
-    )
+    return CoreGeometry(area / grid.polygon_area, jnp.where(present, mx / safe, 0.0), jnp.where(present, my / safe, 0.0))
 
 
 def core(grid: PolarGrid, theta, threshold) -> CoreGeometry:
     """Hard Li-rich core: area fraction and centroid of ``{theta > threshold}`` on the P1 interpolant.
 
     The particle centroid is the origin (the inscribed polygon is symmetric), so the centroid *is* the offset ``d``
-    (in units of R); NaN when there is no core.
+    (in units of R); 0 when there is no core (``fraction == 0``).
     """
     return _centroid(grid, *_core_moments(grid, theta, threshold))
 

@@ -24,18 +24,31 @@ def time_to_cutoff(solution: Solution, step: int = 0):
     return solution.step_end_s[step] - start
 
 
-def offset_nm(solution: Solution, smooth: bool = False):
-    """Core offset series ``d`` [nm] (distance between the particle and Li-rich core centroids)."""
+def _centroid_series(solution: Solution, smooth: bool):
     if smooth:
-        return jnp.hypot(solution.smooth_core_x_nm, solution.smooth_core_y_nm)
-    return jnp.hypot(solution.core_x_nm, solution.core_y_nm)
+        return solution.smooth_core_fraction, solution.smooth_core_x_nm, solution.smooth_core_y_nm
+    return solution.core_fraction, solution.core_x_nm, solution.core_y_nm
+
+
+def offset_nm(solution: Solution, smooth: bool = False):
+    """Core offset series ``d`` [nm] (distance between the particle and Li-rich core centroids); NaN without a core.
+
+    Gradient-safe: where there is no core (or the core is exactly centred) the NaN / zero branches do not leak
+    into derivatives.
+    """
+    fraction, x, y = _centroid_series(solution, smooth)
+    present = fraction > 0
+    nonzero = present & ((x != 0) | (y != 0))
+    d = jnp.hypot(jnp.where(nonzero, x, 1.0), jnp.where(nonzero, y, 0.0))
+    return jnp.where(present, jnp.where(nonzero, d, 0.0), jnp.nan)
 
 
 def offset_direction_rad(solution: Solution, smooth: bool = False):
-    """Direction of the core offset [rad], counter-clockwise from +x."""
-    if smooth:
-        return jnp.arctan2(solution.smooth_core_y_nm, solution.smooth_core_x_nm)
-    return jnp.arctan2(solution.core_y_nm, solution.core_x_nm)
+    """Direction of the core offset [rad], counter-clockwise from +x; NaN without a core or for a centred core."""
+    fraction, x, y = _centroid_series(solution, smooth)
+    defined = (fraction > 0) & ((x != 0) | (y != 0))
+    angle = jnp.arctan2(jnp.where(defined, y, 0.0), jnp.where(defined, x, 1.0))
+    return jnp.where(defined, angle, jnp.nan)
 
 
 def at_times(solution: Solution, series, times_s):

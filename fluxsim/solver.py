@@ -126,7 +126,7 @@ class Solution(NamedTuple):
     theta_min: jnp.ndarray  # (n_save,) over the whole particle
     theta_max: jnp.ndarray  # (n_save,)
     core_fraction: jnp.ndarray  # (n_save,) area fraction of the Li-rich core
-    core_x_nm: jnp.ndarray  # (n_save,) core centroid relative to the particle centroid [nm] (NaN: no core)
+    core_x_nm: jnp.ndarray  # (n_save,) core centroid relative to the particle centroid [nm] (0 where no core)
     core_y_nm: jnp.ndarray
     smooth_core_fraction: jnp.ndarray  # (n_save,) sigmoid-weighted versions
     smooth_core_x_nm: jnp.ndarray
@@ -435,9 +435,12 @@ def simulate(
         step_end_s=jnp.stack(step_end),
         step_cutoff=jnp.stack(step_cutoff),
         snapshots=carry.snapshots,
+        # NaN when the core never vanishes; the double where keeps NaN out of the radius gradient.
         core_vanish_s=carry.vanish[0],
-        core_vanish_x_nm=carry.vanish[1] * radius_nm,
-        core_vanish_y_nm=carry.vanish[2] * radius_nm,
+        core_vanish_x_nm=jnp.where(carry.vanish_found, jnp.where(carry.vanish_found, carry.vanish[1], 0.0) * radius_nm,
+                                   jnp.nan),
+        core_vanish_y_nm=jnp.where(carry.vanish_found, jnp.where(carry.vanish_found, carry.vanish[2], 0.0) * radius_nm,
+                                   jnp.nan),
         newton_iterations=carry.newton_iterations,
         newton_change=carry.newton_change,
         newton_total=carry.newton_total,
