@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 
 import fluxsim
 from fluxsim.config import INPUTS, POINT_DIM, JobConfig
-from fluxsim.sweep import STATUS_MEANINGS, Block
+from fluxsim.sweep import STATUS_CHUNK_FAILED, STATUS_MEANINGS, Block
 
 TIME = "time"
 SNAPSHOT_TIME = "snapshot_time"
@@ -296,8 +296,6 @@ class StoreWriter:
 
     def fail(self, block: Block, error: BaseException) -> None:
         """Record a block whose computation raised (status bit ``chunk_failed``; not done, so a rerun retries)."""
-        from fluxsim.sweep import STATUS_CHUNK_FAILED
-
         self._write(block, {"status": np.full(block.shape, STATUS_CHUNK_FAILED, np.int8)})
 
 

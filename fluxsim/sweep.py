@@ -89,7 +89,9 @@ def point_outputs(solution: Solution, params: Params, spec: Extraction) -> dict[
     out = {name: resample(getattr(solution, name)) for name in SERIES}
     out["offset_nm"] = resample(outputs.offset_nm(solution))
     # Direction from the resampled centroid components: interpolating an angle across its wrap would be wrong.
-    out["offset_direction_rad"] = jnp.arctan2(resample(solution.core_y_nm), resample(solution.core_x_nm))
+    # NaN where there is no core (the centroid components may be NaN or 0 there).
+    direction = jnp.arctan2(resample(solution.core_y_nm), resample(solution.core_x_nm))
+    out["offset_direction_rad"] = jnp.where(jnp.isnan(out["offset_nm"]), jnp.nan, direction)
     out["smooth_offset_nm"] = resample(outputs.offset_nm(solution, smooth=True))
     if spec.voltage:
         out["voltage_V"] = resample(solution.voltage_V)
