@@ -92,7 +92,8 @@ def main(argv=None):
         ]
     lines += [
         "",
-        "Reading: the extracted capacity and d converge fast (second order in space and time); the core fraction",
+        "Reading: the extracted capacity converges at second order in space; d(10 min) is within 1 nm of the reference",
+        "at the default resolution and converges at second order in the time step; the core fraction",
         "converges at about first order in space, because the 0.97 threshold sits in the cusp of the degenerate",
         "front (the finite-element reference shows the same, approaching from above).",
     ]

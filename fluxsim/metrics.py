@@ -43,16 +43,24 @@ def _triangle_data(grid: PolarGrid):
     return tri, x, y, area
 
 
+def _sorted_vertices(values, x, y):
+    """Sort each triangle's three vertices by value with a compare-and-swap network (cheaper than a generic sort)."""
+    v = [values[:, k] for k in range(3)]
+    px = [jnp.asarray(x[:, k]) for k in range(3)]
+    py = [jnp.asarray(y[:, k]) for k in range(3)]
+    for i, j in ((0, 1), (1, 2), (0, 1)):
+        swap = v[i] > v[j]
+        for arr in (v, px, py):
+            arr[i], arr[j] = jnp.where(swap, arr[j], arr[i]), jnp.where(swap, arr[i], arr[j])
+    return v, px, py
+
+
 def _core_moments(grid: PolarGrid, theta, threshold):
     """Area and first moments of ``{P1(theta) > threshold}`` (sums over triangles)."""
     tri, x, y, area = _triangle_data(grid)
     flat = theta.ravel()
     values = jnp.concatenate([flat, jnp.mean(flat[grid.quads], axis=1)])[tri] - threshold
-    order = jnp.argsort(values, axis=-1)
-    a = jnp.take_along_axis(values, order, axis=-1)
-    px = jnp.take_along_axis(jnp.asarray(x), order, axis=-1)
-    py = jnp.take_along_axis(jnp.asarray(y), order, axis=-1)
-    a0, a1, a2 = a[:, 0], a[:, 1], a[:, 2]
+    (a0, a1, a2), px, py = _sorted_vertices(values, x, y)
 
     def ratio(num, den):
         ok = den > 0
@@ -61,14 +69,14 @@ def _core_moments(grid: PolarGrid, theta, threshold):
     # One vertex above (v2): the corner triangle at v2.
     t0, t1 = ratio(a2, a2 - a0), ratio(a2, a2 - a1)
     one_area = area * t0 * t1
-    one_cx = (3 * px[:, 2] + t0 * (px[:, 0] - px[:, 2]) + t1 * (px[:, 1] - px[:, 2])) / 3
-    one_cy = (3 * py[:, 2] + t0 * (py[:, 0] - py[:, 2]) + t1 * (py[:, 1] - py[:, 2])) / 3
+    one_cx = (3 * px[2] + t0 * (px[0] - px[2]) + t1 * (px[1] - px[2])) / 3
+    one_cy = (3 * py[2] + t0 * (py[0] - py[2]) + t1 * (py[1] - py[2])) / 3
     # Two vertices above: the triangle minus the corner triangle at v0 (below).
     s1, s2 = ratio(-a0, a1 - a0), ratio(-a0, a2 - a0)
     cut_area = area * s1 * s2
-    cut_cx = (3 * px[:, 0] + s1 * (px[:, 1] - px[:, 0]) + s2 * (px[:, 2] - px[:, 0])) / 3
-    cut_cy = (3 * py[:, 0] + s1 * (py[:, 1] - py[:, 0]) + s2 * (py[:, 2] - py[:, 0])) / 3
-    full_cx, full_cy = jnp.mean(px, axis=-1), jnp.mean(py, axis=-1)
+    cut_cx = (3 * px[0] + s1 * (px[1] - px[0]) + s2 * (px[2] - px[0])) / 3
+    cut_cy = (3 * py[0] + s1 * (py[1] - py[0]) + s2 * (py[2] - py[0])) / 3
+    full_cx, full_cy = (px[0] + px[1] + px[2]) / 3, (py[0] + py[1] + py[2]) / 3
 
     all_above, two_above, one_above = a0 > 0, a1 > 0, a2 > 0
     core_area = jnp.where(all_above, area, jnp.where(two_above, area - cut_area, jnp.where(one_above, one_area, 0)))
