@@ -4,8 +4,9 @@
     >>> result = fluxsim.run(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=100, snapshot_times_s=[300, 600])
     >>> result.capacity_at_cutoff_mAh_per_g, result.offset_at(600.0)
 
-For gradients, build the parameter pytree with :func:`make_params` and differentiate :func:`fluxsim.simulate`
-composed with the functions of :mod:`fluxsim.outputs`.
+For gradients, build the parameter pytree once with :func:`make_params`, vary inputs with :func:`replace` (no
+validation, traceable), and differentiate :func:`fluxsim.simulate` composed with the functions of
+:mod:`fluxsim.outputs`.
 """
 
 from __future__ import annotations
@@ -179,6 +180,69 @@ def make_params(
         kinetics=kinetics,
         material=Material(molar_mass_g_per_mol, density_kg_per_m3),
     )
+
+
+#: Where each named scalar input lives in the Params pytree (None: a top-level field).
+_INPUT_LOCATION = {
+    "eta": "blocking",
+    "blocked_fraction": "blocking",
+    "arc_center_rad": "blocking",
+    "D_hi_m2_per_s": "diffusivity",
+    "theta_ref": "diffusivity",
+    "exponent": "diffusivity",
+    "D_floor_m2_per_s": "diffusivity",
+    "D_m2_per_s": "diffusivity",
+    "D_low_m2_per_s": "diffusivity",
+    "theta_dip": "diffusivity",
+    "width": "diffusivity",
+    "r_NMC_ohm_m2": "kinetics",
+    "U0_V": "kinetics",
+    "k_V": "kinetics",
+    "temperature_K": "kinetics",
+    "molar_mass_g_per_mol": "material",
+    "density_kg_per_m3": "material",
+}
+
+
+def replace(params: Params, **inputs) -> Params:
+    """Return ``params`` with named scalar inputs replaced, without validation, so values may be traced.
+
+    This is the differentiable counterpart of :func:`make_params`: build validated parameters once, then vary
+    inputs inside ``jax.grad`` / ``jax.vmap`` / fitting code::
+
+        base = make_params(blocked_fraction=0.25)
+        capacity = lambda eta: outputs.capacity_at_cutoff(simulate(replace(base, eta=eta)))
+
+    Names are those of :func:`make_params` (``eta``, ``blocked_fraction``, ``arc_center_rad``, ``radius_m``,
+    ``rate_mA_per_g``, ``theta0``, ``D_hi_m2_per_s``, ``r_NMC_ohm_m2``, ...); an input the parameters' D law or
+    surface model does not have raises ``ValueError``. With the low-theta dip, the base law's inputs
+    (``D_hi_m2_per_s``, ...) are replaced inside the base law; the dip's own width is ``width``.
+    """
+    groups: dict[str, dict] = {}
+    top = {}
+    for name, value in inputs.items():
+        location = _INPUT_LOCATION.get(name)
+        if location is None:
+            if name not in {f.name for f in dataclasses.fields(Params)}:
+                raise ValueError(f"unknown input {name!r}")
+            top[name] = value
+        else:
+            groups.setdefault(location, {})[name] = value
+    for location, values in groups.items():
+        top[location] = _replace_in(getattr(params, location), values, location)
+    return dataclasses.replace(params, **top)
+
+
+def _replace_in(obj, values, location):
+    names = {f.name for f in dataclasses.fields(obj)}
+    own = {k: v for k, v in values.items() if k in names}
+    rest = {k: v for k, v in values.items() if k not in names}
+    if rest and hasattr(obj, "base"):  # LowThetaDip: the remaining inputs belong to the base law
+        own["base"] = _replace_in(obj.base, rest, location)
+        rest = {}
+    if rest:
+        raise ValueError(f"{type(obj).__name__} ({location}) has no input(s) {sorted(rest)}")
+    return dataclasses.replace(obj, **own)
 
 
 @dataclasses.dataclass(frozen=True)

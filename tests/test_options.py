@@ -56,3 +56,19 @@ def test_tabulated_law_reproduces_the_power_law():
         a = float(outputs.at_times(tab, series(tab), 600.0))
         b = float(outputs.at_times(ref, series(ref), 600.0))
         assert abs(a - b) < tol, (a, b)
+
+
+def test_replace_sets_named_inputs_and_rejects_unknown_ones():
+    """fluxsim.api.replace routes each named input to its place in the pytree (incl. a dip's base law)."""
+    import pytest
+
+    from fluxsim.api import replace
+
+    base = make_params(blocked_fraction=0.25, low_theta_dip=True)
+    p = replace(base, eta=0.4, rate_mA_per_g=200.0, D_hi_m2_per_s=2e-14, width=0.1, density_kg_per_m3=4700.0)
+    assert p.blocking.eta == 0.4 and p.rate_mA_per_g == 200.0 and p.material.density_kg_per_m3 == 4700.0
+    assert p.diffusivity.base.D_hi_m2_per_s == 2e-14 and p.diffusivity.width == 0.1
+    with pytest.raises(ValueError, match="r_NMC_ohm_m2"):
+        replace(base, r_NMC_ohm_m2=0.1)  # model A has no film resistance
+    with pytest.raises(ValueError, match="unknown input"):
+        replace(base, etaa=0.3)
