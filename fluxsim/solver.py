@@ -85,7 +85,7 @@ class Numerics:
     Attributes:
         nr: radial rings (default 32: 37.5 nm at R = 1.2 um).
         nphi: nodes per ring (default 128).
-        n_steps: time steps per protocol step, unless the step sets its own (default 400).
+        n_steps: time steps per protocol step, unless the step sets its own (default 200).
         first_step_ratio: first time step / final time step of each protocol step (default 0.01): the steps grow
             geometrically from it, since the flux switches on or off abruptly.
         grading_width: fraction of the schedule over which the steps grow e-fold (default 0.025).
@@ -98,7 +98,7 @@ class Numerics:
 
     nr: int = 32
     nphi: int = 128
-    n_steps: int = 400
+    n_steps: int = 200
     first_step_ratio: float = 0.01
     grading_width: float = 0.025
     save_every: int = 1

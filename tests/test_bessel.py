@@ -56,9 +56,9 @@ def test_series_is_a_solution():
 
 
 def test_error_at_default_resolution_below_1e_3():
-    """Default numerics (32 rings x 128, 400 steps): max nodal error < 1e-3 at all three times.
+    """Default numerics (32 rings x 128, 200 steps): max nodal error < 1e-3 at all three times.
 
-    Measured: 3.7e-4, 1.9e-4, 9.3e-5 at 250, 1000, 5000 s.
+    Measured: 3.4e-4, 1.8e-4, 9.2e-5 at 250, 1000, 5000 s.
     """
     defaults = fluxsim.Numerics()
     r, fields = snapshots(defaults.nr, defaults.nphi, defaults.n_steps)
