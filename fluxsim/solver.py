@@ -94,6 +94,9 @@ class Numerics:
             with the last Jacobian, which takes the error to rounding level.
         newton_max_iterations: cap on Newton updates per step (default 25); ``Solution.newton_change`` reveals a
             step that hit it.
+        checkpoint: reverse-mode memory policy (default True): recompute each saved block in the backward pass
+            instead of storing its factorisations. False is about 1.6x faster for ``jax.grad`` but stores
+            O(n_steps * nphi * nr**2) floats per simulation (~60 MB at 16 x 64, ~0.4 GB at 32 x 128, 200 steps).
     """
 
     nr: int = 32
@@ -104,6 +107,7 @@ class Numerics:
     save_every: int = 1
     newton_tolerance: float = 1e-7
     newton_max_iterations: int = 25
+    checkpoint: bool = True
 
     @property
     def grid(self) -> PolarGrid:
@@ -318,7 +322,8 @@ def _run_protocol_step(ctx: _Context, step, carry: _Carry, capacity_start, early
         capacity = capacity_start + signed_rate * (c.t_s - t_start) / 3600.0
         return c, _save(ctx, c.theta, c.t_s, capacity, drive)
 
-    block = jax.checkpoint(block)
+    if numerics.checkpoint:
+        block = jax.checkpoint(block)
     carry = carry._replace(done=jnp.zeros((), bool), h_prev=jnp.zeros_like(carry.h_prev))
     if early_exit:
         carry, saved = _scan_until_done(block, carry, blocks)
