@@ -32,7 +32,7 @@ log = logging.getLogger("fluxsim")
 config_mod.register_resolvers()
 
 #: ``conf/`` of the checkout (absolute: hydra would read a relative path as a Python package under fluxsim).
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONFIG_DIR = str(config_mod.CONF_DIR)
 
 
 def _configure_jax(runtime: config_mod.RuntimeSpec) -> None:
@@ -59,8 +59,59 @@ def _overridden_by_sweep(job: config_mod.JobConfig, overrides: list[str]) -> lis
     return hits
 
 
+def _compile_at(job: config_mod.JobConfig, devs):
+    from fluxsim import sweep as sweep_mod
+
+    def compile_at(size: int):
+        log.info("compiling the vmapped solver: batch %d on %d device(s) %s, nr=%d nphi=%d n_steps=%d", size,
+                 len(devs), [str(d) for d in devs], job.numerics.nr, job.numerics.nphi, job.numerics.n_steps)
+        runner = sweep_mod.compile_runner(
+            job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, sweep_mod.extraction_for(job),
+            size=size, devs=devs,
+        )
+        log.info("compiled in %.1f s", runner.compile_s)
+        return runner
+
+    return compile_at
+
+
+def _batch_for(sweep: config_mod.SweepSpec, n_devices: int, chunk_size: int) -> int:
+    """Compiled batch size of a chunk size: its largest block, rounded up to the device count."""
+    from fluxsim import sweep as sweep_mod
+
+    chunk_shape = config_mod.block_shape(sweep.shape, chunk_size)
+    largest = max(len(b.flat) for b in sweep_mod.blocks(sweep.shape, chunk_shape))
+    return sweep_mod.batch_size(largest, n_devices)
+
+
+def resolve_chunk_size(job: config_mod.JobConfig, store_path: Path, devs) -> config_mod.JobConfig:
+    """Resolve ``sweep.chunk_size: auto``: adopt an existing store's chunking, else derive it from the memory budget
+    (:func:`fluxsim.sweep.auto_chunk_size`). Jobs with a number are returned unchanged."""
+    from fluxsim import store as store_mod
+    from fluxsim import sweep as sweep_mod
+
+    if job.sweep.chunk_size is not None:
+        return job
+    existing = store_mod.existing_chunk_shape(store_path, job)
+    if existing is not None:
+        log.info("chunk_size auto: adopting the chunking of the existing store, blocks of %s", list(existing))
+        return job.with_sweep(job.sweep.with_chunk_shape(existing))
+    budget = (job.runtime.memory_budget_gb * sweep_mod.GB if job.runtime.memory_budget_gb
+              else sweep_mod.default_budget_bytes(devs))
+    choice = sweep_mod.auto_chunk_size(
+        _compile_at(job, devs), lambda c: _batch_for(job.sweep, len(devs), c),
+        budget_bytes=budget, n_devices=len(devs), n_points=job.sweep.size,
+    )
+    log.info("%s", choice.describe())
+    return job.with_sweep(job.sweep.with_chunk_size(choice.chunk_size))
+
+
 def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
-    """Run a validated job into ``out_dir``: store, then figures. Returns the store path."""
+    """Run a validated job into ``out_dir``: store, then figures. Returns the store path.
+
+    With ``sweep.shard = i/n`` only the job's own blocks are computed, and the figures are drawn only by the job
+    that finds the store complete when it ends (else ``fluxsim plot STORE`` draws them later).
+    """
     from tqdm import tqdm
 
     from fluxsim import store as store_mod
@@ -70,23 +121,21 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store_path = Path(job.output.store) if job.output.store else out_dir / "results.zarr"
+    devs = sweep_mod.devices(job.runtime.devices)
+    job = resolve_chunk_size(job, store_path, devs)
     writer = store_mod.StoreWriter(store_path, job, overwrite=job.output.overwrite)
     all_blocks = sweep_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
-    todo = [b for b in all_blocks if not writer.is_done(b)]
+    mine = sweep_mod.shard_blocks(all_blocks, job.sweep.shard)
+    todo = [b for b in mine if not writer.is_done(b)]
     n_todo = sum(len(b.flat) for b in todo)
-    log.info("study %r: %d points %s in %d chunks of up to %d; %s", job.sweep.name, job.sweep.size,
+    shard = job.sweep.shard
+    log.info("study %r: %d points %s in %d chunks of up to %d%s; %s", job.sweep.name, job.sweep.size,
              dict(zip(job.sweep.dims, job.sweep.shape, strict=True)), len(all_blocks), job.sweep.chunk_size,
+             f"; shard {shard[0]}/{shard[1]}: {len(mine)} of the chunks" if shard else "",
              f"resuming: {n_todo} points left" if writer.resumed else "new store")
     if todo:
-        devs = sweep_mod.devices(job.runtime.devices)
         size = sweep_mod.batch_size(max(len(b.flat) for b in all_blocks), len(devs))
-        log.info("compiling the vmapped solver: batch %d on %d device(s) %s, nr=%d nphi=%d n_steps=%d", size,
-                 len(devs), [str(d) for d in devs], job.numerics.nr, job.numerics.nphi, job.numerics.n_steps)
-        runner = sweep_mod.compile_runner(
-            job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, sweep_mod.extraction_for(job),
-            size=size, devs=devs,
-        )
-        log.info("compiled in %.1f s", runner.compile_s)
+        runner = _compile_at(job, devs)(size)
         with tqdm(total=n_todo, unit="sim", desc=job.sweep.name, disable=not job.runtime.progress,
                   dynamic_ncols=True, smoothing=0.1) as bar:
             timing = sweep_mod.run_blocks(runner, job.params, todo, writer.write, fail=_fail(writer), progress=bar)
@@ -98,7 +147,11 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
     failed = int(((ds["status"] > 0) & ds["done"]).sum())
     if failed:
         log.warning("%d point(s) finished with a nonzero status (see the 'status' variable)", failed)
-    if job.output.plots:
+    complete = bool(ds["done"].all())
+    if shard and not complete:
+        log.info("shard %d/%d done; other shards are still writing %s. The job that completes the study draws the "
+                 "figures (or: fluxsim plot %s)", shard[0], shard[1], store_path, store_path)
+    elif job.output.plots:
         from fluxsim import plots
 
         for path in plots.plot_store(ds, out_dir):

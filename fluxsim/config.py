@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -91,9 +92,16 @@ _ALL_LAW_INPUTS = set().union(*_LAW_INPUTS.values())
 
 #: Parts of the config that do not change results: left out of the hash that names the run folder and guards
 #: resumed stores.
-NOT_IN_IDENTITY = ("hydra", "runtime", "output.store", "output.plots", "output.overwrite")
+#: ``sweep.shard`` only says which blocks a job computes: all shards of a study share its folder and its store.
+NOT_IN_IDENTITY = ("hydra", "runtime", "sweep.shard", "output.store", "output.plots", "output.overwrite")
 
 POINT_DIM = "point"
+
+#: The checkout: ``conf/`` (config groups) and ``sweeps/`` (the preset studies, group ``preset``) lie beside the
+#: package. ``conf/config.yaml`` puts ``sweeps/`` on hydra's search path through ``${fluxsim_root:}``.
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+SWEEPS_DIR = ROOT / "sweeps"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -111,8 +119,11 @@ class SweepSpec:
         coords: dimension coordinates (``point``: 0..n-1; grid inputs: their values).
         point_coords: non-dimension coordinates along ``point`` (the inputs the points set, and ``label``).
         inputs: ``make_params`` keywords of every point, flattened in C order over ``dims``.
-        chunk_shape: block of points computed together and written as one zarr chunk (product <= chunk_size).
-        chunk_size: simulations per vmapped batch.
+        chunk_shape: block of points computed together and written as one zarr chunk (product <= chunk_size);
+            None until resolved when ``chunk_size`` is ``auto`` (see :meth:`with_chunk_size`).
+        chunk_size: simulations per vmapped batch; None for ``auto`` (derived from a memory budget at run time,
+            :func:`fluxsim.sweep.auto_chunk_size`).
+        shard: ``(i, n)``: this job computes only blocks ``k`` with ``k % n == i`` (None: all blocks).
     """
 
     name: str
@@ -121,8 +132,9 @@ class SweepSpec:
     coords: Mapping[str, np.ndarray]
     point_coords: Mapping[str, np.ndarray]
     inputs: tuple[Mapping[str, Any], ...]
-    chunk_shape: tuple[int, ...]
-    chunk_size: int
+    chunk_shape: tuple[int, ...] | None
+    chunk_size: int | None
+    shard: tuple[int, int] | None = None
 
     @property
     def size(self) -> int:
@@ -132,6 +144,17 @@ class SweepSpec:
     def swept(self) -> tuple[str, ...]:
         """The inputs that vary across points."""
         return tuple(d for d in self.dims if d != POINT_DIM) + tuple(k for k in self.point_coords if k != "label")
+
+    def with_chunk_size(self, chunk_size: int) -> SweepSpec:
+        """The same sweep with a concrete chunk size (resolves ``auto``)."""
+        return dataclasses.replace(self, chunk_size=chunk_size, chunk_shape=block_shape(self.shape, chunk_size))
+
+    def with_chunk_shape(self, chunk_shape) -> SweepSpec:
+        """The same sweep with the block shape of an existing store (a job joining it adopts its chunking)."""
+        chunk_shape = tuple(int(c) for c in chunk_shape)
+        if len(chunk_shape) != len(self.shape) or any(not 1 <= c <= n for c, n in zip(chunk_shape, self.shape)):
+            raise ConfigError(f"chunk shape {chunk_shape} does not fit the sweep shape {self.shape}")
+        return dataclasses.replace(self, chunk_size=int(np.prod(chunk_shape)), chunk_shape=chunk_shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,12 +173,17 @@ class OutputSpec:
 
 @dataclasses.dataclass(frozen=True)
 class RuntimeSpec:
-    """How to run (never changes results)."""
+    """How to run (never changes results).
+
+    ``memory_budget_gb``: memory one device may use for a batch, in GB (1e9 bytes); used by
+    ``sweep.chunk_size: auto``; None: 80 % of an accelerator's memory, 1 GB per CPU device.
+    """
 
     progress: bool
     devices: int | None
     platform: str | None
     compilation_cache_dir: str | None
+    memory_budget_gb: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +213,10 @@ class JobConfig:
     config_yaml: str
     identity_yaml: str
     config_hash: str
+
+    def with_sweep(self, sweep: SweepSpec) -> JobConfig:
+        """The same job with ``sweep`` replaced (used to resolve ``chunk_size: auto``)."""
+        return dataclasses.replace(self, sweep=sweep)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,10 +293,25 @@ def _hash_resolver(*, _root_):
     return config_hash(OmegaConf.create(root))
 
 
+def _shard_suffix_resolver(*, _root_):
+    shard = parse_shard(OmegaConf.select(_root_, "sweep.shard", default=None))
+    return "" if shard is None else f"-shard{shard[0]}of{shard[1]}"
+
+
 def register_resolvers() -> None:
-    """Register ``${fluxsim_config_hash:}`` (used by ``conf/hydra/default.yaml`` for the run folder)."""
+    """Register the resolvers the config files use.
+
+    ``${fluxsim_config_hash:}`` names the run folder (``conf/hydra/default.yaml``); ``${fluxsim_root:}`` is the
+    checkout, so that ``conf/config.yaml`` can put ``sweeps/`` on the search path from any working directory;
+    ``${fluxsim_shard_suffix:}`` is ``-shard<i>of<n>`` for a sharded job (its own log and ``.hydra`` record in the
+    study folder that all shards share), else empty.
+    """
     if not OmegaConf.has_resolver("fluxsim_config_hash"):
         OmegaConf.register_new_resolver("fluxsim_config_hash", _hash_resolver)
+    if not OmegaConf.has_resolver("fluxsim_root"):
+        OmegaConf.register_new_resolver("fluxsim_root", lambda: str(ROOT))
+    if not OmegaConf.has_resolver("fluxsim_shard_suffix"):
+        OmegaConf.register_new_resolver("fluxsim_shard_suffix", _shard_suffix_resolver)
 
 
 def dump_yaml(container) -> str:
@@ -419,7 +466,7 @@ def _check_sweepable(path: str, name: str, base: Mapping, protocol) -> None:
         raise ConfigError(f"{path}: rate_mA_per_g has no effect: every protocol step sets its own rate")
 
 
-def _block_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
+def block_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
     """Largest block (filling the last dimensions first) with at most ``chunk_size`` points."""
     block, left = [], chunk_size
     for n in reversed(shape):
@@ -431,15 +478,18 @@ def _block_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
 
 def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
     section = _get(cfg, "sweep")
-    unknown = set(section) - {"name", "grid", "points", "chunk_size"}
+    unknown = set(section) - {"name", "grid", "points", "chunk_size", "shard"}
     if unknown:
-        raise ConfigError(f"sweep has unknown keys {sorted(unknown)}; allowed: name, grid, points, chunk_size")
+        raise ConfigError(f"sweep has unknown keys {sorted(unknown)}; allowed: name, grid, points, chunk_size, shard")
     name = section.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"sweep.name = {name!r} must be a non-empty string without '/'")
-    chunk_size = _number("sweep.chunk_size", section.get("chunk_size", 1), integer=True)
-    if chunk_size < 1:
-        raise ConfigError(f"sweep.chunk_size = {chunk_size} must be >= 1")
+    chunk_size = section.get("chunk_size", 1)
+    if chunk_size != "auto":
+        chunk_size = _number("sweep.chunk_size", chunk_size, integer=True)
+        if chunk_size < 1:
+            raise ConfigError(f"sweep.chunk_size = {chunk_size} must be >= 1 (or auto)")
+    shard = parse_shard(section.get("shard"))
     grid = section.get("grid") or {}
     points = section.get("points") or []
     if not isinstance(grid, Mapping):
@@ -499,9 +549,23 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
         coords=coords,
         point_coords=point_coords,
         inputs=tuple(inputs),
-        chunk_shape=_block_shape(shape, chunk_size),
-        chunk_size=chunk_size,
+        chunk_shape=None if chunk_size == "auto" else block_shape(shape, chunk_size),
+        chunk_size=None if chunk_size == "auto" else chunk_size,
+        shard=shard,
     )
+
+
+def parse_shard(value) -> tuple[int, int] | None:
+    """``"i/n"`` (job i of n, 0-based) -> ``(i, n)``; None or ``"0/1"``-style null -> None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    parts = text.split("/")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        i, n = (int(p) for p in parts)
+        if 0 <= i < n:
+            return None if n == 1 else (i, n)
+    raise ConfigError(f"sweep.shard = {value!r} must be 'i/n' with 0 <= i < n (job i of n jobs), or null")
 
 
 def _max_duration_s(inputs: Mapping, protocol) -> float:
@@ -578,11 +642,17 @@ def _runtime(cfg: Mapping) -> RuntimeSpec:
             raise ConfigError(f"runtime.devices = {devices} must be >= 1 (or null: all)")
     platform = section.get("platform")
     cache = section.get("compilation_cache_dir")
+    budget = section.get("memory_budget_gb")
+    if budget is not None:
+        budget = _number("runtime.memory_budget_gb", budget)
+        if not budget > 0:
+            raise ConfigError(f"runtime.memory_budget_gb = {budget} must be > 0 (or null: the device's memory)")
     return RuntimeSpec(
         progress=_bool("runtime.progress", section.get("progress", True)),
         devices=devices,
         platform=None if platform is None else str(platform),
         compilation_cache_dir=None if cache is None else str(cache),
+        memory_budget_gb=budget,
     )
 
 
@@ -601,6 +671,11 @@ def load(cfg) -> JobConfig:
     sweep = _sweep(container, base, protocol)
     output = _output(container, sweep, protocol)
     runtime = _runtime(container)
+    if sweep.shard is not None and output.overwrite:
+        raise ConfigError(
+            "output.overwrite=true cannot be combined with sweep.shard: one shard would delete the store the others "
+            "are writing. Delete the store once, then start the shards."
+        )
     try:  # the groups' own values, even where the sweep replaces them (a typo there is still a typo)
         make_params(**base)
     except (ValueError, TypeError) as err:

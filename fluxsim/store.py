@@ -16,6 +16,12 @@ that determines results; checked on resume), ``config_hash``, ``jax_backend``, `
 The store is created with its full shape but no data chunks (zarr skips chunks equal to the fill value), then each
 computed block is written to its region with ``to_zarr(region=...)`` and its ``done`` flags set afterwards. Re-opening
 with the same config resumes; a different config is refused (:class:`StoreMismatchError`).
+
+Several jobs may write one store (``sweep.shard``): every block is exactly one zarr chunk of every variable, so
+disjoint blocks are disjoint files. Creation is safe against concurrent creators without locks (which shared
+cluster file systems do not always honour): each creator writes the complete empty store under a private temporary
+name and renames it into place; ``rename`` is atomic, so exactly one creator wins and the others find a complete
+store, whose config they then verify like any resumed store (create, then verify).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -245,35 +253,64 @@ class StoreWriter:
         self.job = job
         self.names = variable_names(job)
         self.zarr_format = job.output.zarr_format
-        if self.path.exists():
-            try:
-                existing = xr.open_zarr(self.path, consolidated=False)
-                old = existing.attrs.get("config_identity")
-            except Exception as err:  # noqa: BLE001 - a broken store: report it as such
-                old, existing = None, None
-                problem = f"it cannot be read as a fluxsim store ({err})"
-            else:
-                problem = "it was written with a different config" if old != job.identity_yaml else None
-            if problem is None and existing is not None:
-                self.done = np.asarray(existing[DONE].values, bool)
-                existing.close()
-                self.resumed = True
-                return
-            if existing is not None:
-                existing.close()
-            if not overwrite:
-                diff = _identity_diff(old, job.identity_yaml) if old else ""
-                raise StoreMismatchError(
-                    f"refusing to write into {self.path}: {problem}.\n{diff}\nUse another output.store, delete "
-                    "the store, or set output.overwrite=true to replace it."
-                )
-            shutil.rmtree(self.path)
-        ds, encoding = template(job)
+        if job.sweep.chunk_shape is None:
+            raise ValueError("resolve sweep.chunk_size=auto before creating the store (see fluxsim.cli.run_job)")
+        if not self.path.exists() and self._create():
+            return
+        problem, old = self._open_existing()
+        if problem is None:
+            return
+        if not overwrite:
+            diff = _identity_diff(old, job.identity_yaml) if old else ""
+            raise StoreMismatchError(
+                f"refusing to write into {self.path}: {problem}.\n{diff}\nUse another output.store, delete "
+                "the store, or set output.overwrite=true to replace it."
+            )
+        shutil.rmtree(self.path)
+        if not self._create():
+            raise StoreMismatchError(f"{self.path} was re-created by another process while being replaced")
+
+    def _create(self) -> bool:
+        """Create the empty store atomically; False if another process created it first (nothing is changed)."""
+        ds, encoding = template(self.job)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        ds.to_zarr(self.path, mode="w-", encoding=encoding, zarr_format=self.zarr_format, consolidated=False,
-                   write_empty_chunks=False)
-        self.done = np.zeros(job.sweep.shape, bool)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            ds.to_zarr(tmp, mode="w-", encoding=encoding, zarr_format=self.zarr_format, consolidated=False,
+                       write_empty_chunks=False)
+            os.rename(tmp, self.path)  # atomic; fails if another creator's non-empty store is already there
+        except OSError:
+            if not self.path.exists():
+                raise
+            return False
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        self.done = np.zeros(self.job.sweep.shape, bool)
         self.resumed = False
+        return True
+
+    def _open_existing(self) -> tuple[str | None, str | None]:
+        """Re-open an existing store: ``(None, identity)`` when this job may resume it, else ``(problem, identity)``."""
+        try:
+            existing = xr.open_zarr(self.path, consolidated=False)
+            old = existing.attrs.get("config_identity")
+        except Exception as err:  # noqa: BLE001 - a broken store: report it as such
+            return f"it cannot be read as a fluxsim store ({err})", None
+        try:
+            if old != self.job.identity_yaml:
+                return "it was written with a different config", old
+            chunks = tuple(existing.attrs.get("chunk_shape", ()))
+            if chunks != tuple(self.job.sweep.chunk_shape):
+                mine = list(self.job.sweep.chunk_shape)
+                return (f"it is chunked in blocks of {list(chunks)} points, this job in blocks of {mine} (with "
+                        "sweep.chunk_size=auto, give runtime.memory_budget_gb the value the store was created with, "
+                        "or set sweep.chunk_size)"), None
+            self.done = np.asarray(existing[DONE].values, bool)
+            self.resumed = True
+            return None, old
+        finally:
+            existing.close()
 
     def is_done(self, block: Block) -> bool:
         return bool(self.done[block.region].all())
@@ -297,6 +334,23 @@ class StoreWriter:
     def fail(self, block: Block, error: BaseException) -> None:
         """Record a block whose computation raised (status bit ``chunk_failed``; not done, so a rerun retries)."""
         self._write(block, {"status": np.full(block.shape, STATUS_CHUNK_FAILED, np.int8)})
+
+
+def existing_chunk_shape(path: str | Path, job: JobConfig) -> tuple[int, ...] | None:
+    """The block shape of an existing store written with this job's config (None: no such store).
+
+    A job with ``sweep.chunk_size: auto`` that joins or resumes a store adopts its chunking instead of deriving one.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with xr.open_zarr(path, consolidated=False) as ds:
+            if ds.attrs.get("config_identity") != job.identity_yaml:
+                return None
+            return tuple(int(c) for c in ds.attrs["chunk_shape"])
+    except Exception:  # noqa: BLE001 - not readable: StoreWriter reports it
+        return None
 
 
 def open_store(path: str | Path) -> xr.Dataset:

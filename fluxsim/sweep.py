@@ -15,6 +15,14 @@ The pattern (style.md section 10, "numbers -> vmap axis inside one job"):
 
 The next batch is dispatched before the previous one is written, so writing overlaps compute. The numerical core
 never sees any of this: it only ever simulates one particle.
+
+Two more pieces serve large studies:
+
+* ``sweep.chunk_size: auto`` (:func:`auto_chunk_size`): the batch size is derived from a memory budget per device,
+  using XLA's own memory analysis of the compiled batch program (:func:`footprint_bytes`);
+* ``sweep.shard: i/n`` (:func:`shard_blocks`): job ``i`` of ``n`` computes blocks ``i, i + n, i + 2n, ...`` of the
+  grid; the blocks are disjoint zarr chunks, so ``n`` jobs (hydra multirun, SLURM array) fill one shared store
+  (:class:`fluxsim.store.StoreWriter` makes its creation safe against concurrent creators).
 """
 
 from __future__ import annotations
@@ -276,6 +284,18 @@ def blocks(shape: Sequence[int], chunk_shape: Sequence[int]) -> list[Block]:
     return out
 
 
+def shard_blocks(all_blocks: Sequence[Block], shard: tuple[int, int] | None) -> list[Block]:
+    """The blocks job ``i`` of ``n`` computes: every ``n``-th block starting at ``i`` (all blocks for None).
+
+    Round robin rather than contiguous ranges: neighbouring blocks have similar run times (the grid varies slowest
+    along its first dimensions), so every shard gets a similar mix of fast and slow blocks.
+    """
+    if shard is None:
+        return list(all_blocks)
+    i, n = shard
+    return [b for k, b in enumerate(all_blocks) if k % n == i]
+
+
 def _pad(items: list, size: int) -> list:
     return items + [items[0]] * (size - len(items))
 
@@ -350,3 +370,132 @@ def extraction_for(job) -> Extraction:
         voltage=job.base_inputs.get("surface_model", "A") == "B",
         newton_tolerance=job.numerics.newton_tolerance,
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chunk size from a memory budget
+# ---------------------------------------------------------------------------------------------------------------
+#: Bytes in a GB (``runtime.memory_budget_gb``).
+GB = 1e9
+#: Default budget on CPU devices (per device): batching gains little there, and small chunks keep resume and the
+#: progress bar fine-grained.
+CPU_DEFAULT_BUDGET_GB = 1.0
+#: Share of an accelerator's memory used by default (the rest: XLA runtime, fragmentation).
+ACCELERATOR_BUDGET_FRACTION = 0.8
+
+
+def footprint_bytes(runner: Runner) -> int:
+    """Peak memory of one batch on one device [bytes], from XLA's memory analysis of the compiled program.
+
+    ``arguments + temporaries + 2 x outputs - aliased``: two batches' outputs are alive at once, because the next
+    batch is dispatched before the previous one's outputs are fetched. Sharded programs are analysed per device.
+    """
+    stats = runner.compiled.memory_analysis()
+    if stats is None:
+        raise RuntimeError("this JAX backend gives no memory analysis of compiled programs: set sweep.chunk_size")
+    return int(stats.argument_size_in_bytes + stats.temp_size_in_bytes + 2 * stats.output_size_in_bytes
+               - stats.alias_size_in_bytes + stats.generated_code_size_in_bytes)
+
+
+def default_budget_bytes(devs: Sequence) -> float:
+    """Per-device budget when ``runtime.memory_budget_gb`` is null (see :data:`ACCELERATOR_BUDGET_FRACTION`)."""
+    dev = devs[0]
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        if stats.get("bytes_limit"):
+            return ACCELERATOR_BUDGET_FRACTION * float(stats["bytes_limit"])
+    return CPU_DEFAULT_BUDGET_GB * GB
+
+
+def chunk_size_for_budget(point_bytes: float, budget_bytes: float, n_devices: int, n_points: int) -> int:
+    """Largest batch (a multiple of ``n_devices``) whose estimate ``point_bytes x batch / n_devices`` fits the budget.
+
+    Capped at ``n_points`` rounded up to the device count (a larger batch would only compute padding).
+
+    Args:
+        point_bytes: memory of one simulation on a device [bytes].
+        budget_bytes: what one device may use [bytes].
+        n_devices: devices the batch is sharded over.
+        n_points: points in the study.
+
+    Raises:
+        ValueError: the budget does not hold one simulation per device.
+    """
+    per_device = int(budget_bytes // point_bytes)
+    if per_device < 1:
+        raise ValueError(
+            f"memory budget {budget_bytes / GB:.3g} GB per device is below one simulation's footprint "
+            f"({point_bytes / GB:.3g} GB): raise runtime.memory_budget_gb or use coarser numerics"
+        )
+    return min(per_device * n_devices, batch_size(n_points, n_devices))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkChoice:
+    """How ``sweep.chunk_size: auto`` was resolved.
+
+    Attributes:
+        chunk_size: the chosen chunk size (points per batch and zarr chunk).
+        batch_size: the compiled batch (largest block rounded up to the device count; <= chunk_size).
+        budget_bytes: per-device budget.
+        point_bytes: per-device memory of one simulation, measured on a probe batch of ``probe_size``.
+        probe_size: batch size of the probe program (2 per device: a batch of 1 is compiled differently).
+        compiled_bytes: measured per-device footprint of the chosen batch (<= ``budget_bytes``).
+        runner: the compiled runner of the chosen batch.
+    """
+
+    chunk_size: int
+    batch_size: int
+    budget_bytes: float
+    point_bytes: float
+    probe_size: int
+    compiled_bytes: int
+    runner: Runner
+
+    def describe(self) -> str:
+        return (f"chunk_size auto: {self.chunk_size} points per chunk (budget {self.budget_bytes / GB:.3g} GB per "
+                f"device; {self.point_bytes / 1e6:.3g} MB per simulation measured on a batch of {self.probe_size}; "
+                f"compiled batch of {self.batch_size}: {self.compiled_bytes / 1e6:.3g} MB per device)")
+
+
+def auto_chunk_size(
+    compile_at: Callable[[int], Runner],
+    batch_for: Callable[[int], int],
+    *,
+    budget_bytes: float,
+    n_devices: int,
+    n_points: int,
+    max_tries: int = 4,
+) -> ChunkChoice:
+    """Resolve ``sweep.chunk_size: auto``: the largest chunk whose compiled batch fits ``budget_bytes`` per device.
+
+    1. compile a probe batch of 2 points per device and take its footprint (:func:`footprint_bytes`) per point;
+    2. the chunk is the largest multiple of the device count whose linear estimate fits the budget
+       (:func:`chunk_size_for_budget`);
+    3. compile the batch of that chunk and measure it; should it exceed the budget after all, scale the chunk down
+       by the overshoot and repeat. The returned runner is the one the sweep uses, so the check costs no extra
+       compile.
+
+    Args:
+        compile_at: batch size -> compiled :class:`Runner` (cached by :func:`compile_runner`).
+        batch_for: chunk size -> batch size of the blocks it gives (the largest block, rounded up to the devices).
+        budget_bytes: per-device budget.
+        n_devices: devices the batches are sharded over.
+        n_points: points in the study.
+    """
+    probe_size = 2 * n_devices
+    point_bytes = footprint_bytes(compile_at(probe_size)) * n_devices / probe_size
+    chunk = chunk_size_for_budget(point_bytes, budget_bytes, n_devices, n_points)
+    for _ in range(max_tries):
+        size = batch_for(chunk)
+        runner = compile_at(size)
+        measured = footprint_bytes(runner)
+        if measured <= budget_bytes:
+            return ChunkChoice(chunk, size, budget_bytes, point_bytes, probe_size, measured, runner)
+        log.info("batch of %d needs %.3g MB per device, over the budget: shrinking", size, measured / 1e6)
+        smaller = int(chunk * budget_bytes / measured) // n_devices * n_devices
+        if smaller < n_devices:
+            break
+        chunk = min(smaller, chunk - n_devices)
+    raise ValueError(f"no batch fits the memory budget of {budget_bytes / GB:.3g} GB per device: raise "
+                     "runtime.memory_budget_gb or set sweep.chunk_size")

@@ -8,6 +8,7 @@ vmapped solver compiles to the same program everywhere and the persistent XLA ca
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from fluxsim import config
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = str(REPO / "conf")
 CACHE_DIR = str(REPO / "outputs" / ".jax_cache")
+FLUXSIM = shutil.which("fluxsim", path=str(Path(sys.executable).parent)) or "fluxsim"
 
 #: Overrides shared by every test job (tiny numerics, no progress bar, the shared compilation cache).
 TINY = ["numerics=tiny", "runtime.progress=false", f"runtime.compilation_cache_dir={CACHE_DIR}"]
@@ -51,3 +53,14 @@ def run_python(code: str, *, env=None, cwd=None, timeout=600, check=True):
     if check and proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def run_fluxsim(*args, cwd, timeout=600):
+    """Run the ``fluxsim`` command in ``cwd``; returns the CompletedProcess (stdout and stderr as text)."""
+    return subprocess.run([FLUXSIM, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def printed_folder(proc) -> str:
+    """The run folder ``fluxsim`` prints as its last line."""
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]

@@ -1,4 +1,4 @@
-"""conf/ composes in every option, and fluxsim.config validates it into typed objects before any compute."""
+"""conf/ and sweeps/ compose in every option, and fluxsim.config validates it into typed objects before any compute."""
 
 from __future__ import annotations
 
@@ -9,16 +9,31 @@ from pathlib import Path
 import numpy as np
 import pytest
 from app_support import CONF_DIR, TINY, compose_cfg, load_job
+from omegaconf import OmegaConf
 
 from fluxsim import config
 from fluxsim.api import make_diffusivity, make_params
 from fluxsim.protocol import Charge, Rest
 
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+#: Config group -> its folder: the groups of conf/, and the preset studies of sweeps/ (group ``preset``).
+GROUP_DIRS = {p.name: p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"}
+GROUP_DIRS.update({p.name: p for p in config.SWEEPS_DIR.iterdir() if p.is_dir()})
+GROUPS = sorted(GROUP_DIRS)
 
 
 def _options(group):
-    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+    return sorted(p.stem for p in GROUP_DIRS[group].glob("*.yaml"))
+
+
+def test_presets_live_in_sweeps():
+    """The paper presets are the ``preset`` group, found in sweeps/ through the primary config's search path."""
+    assert _options("preset") == ["charge_rest", "fig4", "fig5b", "fig5d", "large_study"]
+    assert not (Path(CONF_DIR) / "preset").exists()  # one home, no copies
+    job = load_job(["preset=fig5d"])
+    assert job.sweep.name == "fig5d" and job.sweep.dims == ("rate_mA_per_g",)
+    assert job.output.line_cut and not job.output.snapshot_times_s
+    large = config.load(compose_cfg(["preset=large_study"]))
+    assert large.sweep.size == 12_800 and (large.numerics.nr, large.numerics.nphi) == (24, 96)
 
 
 @pytest.mark.parametrize(
@@ -111,6 +126,11 @@ def test_points_crossed_with_grid():
         (["output.times_s.step=0"], "output.times_s needs start >= 0 and step > 0"),
         (["output.zarr_format=4"], "output.zarr_format = 4 must be 2 or 3"),
         (["sweep.chunk_size=0"], "sweep.chunk_size = 0 must be >= 1"),
+        (["sweep.chunk_size=big"], "sweep.chunk_size = 'big' must be an integer"),
+        (["sweep.shard=2/2"], "sweep.shard = '2/2' must be 'i/n' with 0 <= i < n"),
+        (["sweep.shard=half"], "sweep.shard = 'half' must be 'i/n'"),
+        (["sweep.shard=0/2", "output.overwrite=true"], "output.overwrite=true cannot be combined with sweep.shard"),
+        (["runtime.memory_budget_gb=0"], "runtime.memory_budget_gb = 0.0 must be > 0"),
         (["runtime.devices=0"], "runtime.devices = 0 must be >= 1"),
     ],
 )
@@ -128,3 +148,50 @@ def test_hash_tracks_results_not_runtime():
     assert config.config_hash(compose_cfg([*TINY, "numerics.n_steps=80"])) != base
     job = load_job()
     assert "runtime" not in job.identity_yaml and "runtime" in job.config_yaml
+
+
+def test_shards_and_auto_chunks():
+    """``sweep.shard`` picks a job's blocks but not its results: every shard has the study's hash (one folder, one
+    store); ``chunk_size: auto`` is resolved at run time (fluxsim.sweep.auto_chunk_size)."""
+    job = load_job(["sweep=fig5b", "sweep.shard=1/3"])
+    assert job.sweep.shard == (1, 3) and job.sweep.chunk_size == 4
+    base = config.config_hash(compose_cfg([*TINY, "sweep=fig5b"]))
+    assert config.config_hash(compose_cfg([*TINY, "sweep=fig5b", "sweep.shard=1/3"])) == job.config_hash == base
+    assert load_job(["sweep.shard=0/1"]).sweep.shard is None
+    cfg = compose_cfg([*TINY, "sweep=fig5b", "sweep.shard=1/3"], return_hydra_config=True)
+    assert cfg.hydra.output_subdir == ".hydra-shard1of3"  # each shard's own record in the shared folder
+    log_file = OmegaConf.to_container(cfg.hydra.job_logging, resolve=False)["handlers"]["file"]["filename"]
+    assert log_file.endswith("${fluxsim_shard_suffix:}.log")
+    assert compose_cfg(TINY, return_hydra_config=True).hydra.output_subdir == ".hydra"
+
+    auto = load_job(["sweep=fig5b", "sweep.chunk_size=auto", "runtime.memory_budget_gb=2"])
+    assert auto.sweep.chunk_size is None and auto.sweep.chunk_shape is None and auto.runtime.memory_budget_gb == 2.0
+    resolved = auto.sweep.with_chunk_size(6)
+    assert resolved.chunk_shape == (1, 1, 4) and resolved.chunk_size == 6
+    assert auto.sweep.with_chunk_shape([1, 3, 2]).chunk_size == 6
+    assert config.config_hash(compose_cfg([*TINY, "sweep.chunk_size=auto", "runtime.memory_budget_gb=8"])) == \
+        config.config_hash(compose_cfg([*TINY, "sweep.chunk_size=auto"]))  # the budget is runtime
+
+
+@pytest.mark.parametrize(
+    ("launcher", "expected"),
+    [
+        ("slurm", {"partition": None, "timeout_min": 240, "gpus_per_node": 1, "cpus_per_task": 8, "mem_gb": 32,
+                   "_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"}),
+        ("parallel", {"n_jobs": 2, "_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}),
+        ("submitit_local", {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}),
+        ("joblib", {"n_jobs": -1}),
+    ],
+)
+def test_launcher_configs_compose(launcher, expected):
+    """conf/hydra/launcher/{slurm,parallel}.yaml extend the plugins' own configs; overrides reach them."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    cfg = compose_cfg([*TINY, f"hydra/launcher={launcher}"], return_hydra_config=True)
+    for key, value in expected.items():
+        assert cfg.hydra.launcher[key] == value, key
+    if launcher == "slurm":
+        cfg = compose_cfg([*TINY, "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                           "hydra.launcher.timeout_min=30", "hydra.launcher.mem_gb=64"], return_hydra_config=True)
+        assert (cfg.hydra.launcher.partition, cfg.hydra.launcher.timeout_min, cfg.hydra.launcher.mem_gb) == \
+            ("gpu", 30, 64)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +143,79 @@ def test_failed_chunk_is_recorded_and_retried(tmp_path):
     ds = store.open_store(tmp_path / "f.zarr")
     assert list(ds["status"].values[4:8]) == [sweep.STATUS_CHUNK_FAILED] * 4 and not ds["done"].values.any()
     assert not store.StoreWriter(tmp_path / "f.zarr", job).is_done(blocks[1])
+
+
+def _block_outputs(job, block):
+    """Outputs that differ from block to block: every value is the flat index of its point."""
+    out = {}
+    for name in store.variable_names(job):
+        var = store.VARIABLES[name]
+        extra = store._extra_shape(job, var.dims)
+        flat = block.flat.reshape(block.shape + (1,) * len(extra))
+        out[name] = np.broadcast_to(flat, block.shape + extra).astype(var.dtype)
+    out["status"] = np.zeros(block.shape, np.int8)
+    return out
+
+
+def test_create_is_atomic_and_then_verified(tmp_path):
+    """A creator that loses the race (the store appeared meanwhile) changes nothing and joins the existing store."""
+    job = load_job(["sweep=fig5b", "sweep.chunk_size=2"])
+    path = tmp_path / "s.zarr"
+    first = store.StoreWriter(path, job)
+    block = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)[3]
+    first.write(block, _block_outputs(job, block))
+    late = object.__new__(store.StoreWriter)
+    late.path, late.job, late.zarr_format = path, job, job.output.zarr_format
+    assert late._create() is False  # its temporary store could not be renamed onto the existing one
+    assert not list(tmp_path.glob(".s.zarr.*"))  # and was removed
+    joined = store.StoreWriter(path, job)
+    assert joined.resumed and joined.is_done(block)
+    assert int(store.open_store(path)["done"].sum()) == 2
+
+
+def test_concurrent_shards_fill_one_store(tmp_path):
+    """Two processes (sweep.shard 0/2 and 1/2) start together on one store path: exactly one creates it, the other
+    verifies and joins; each writes only its blocks; the result equals a single writer's store."""
+    overrides = ["sweep=fig5b", "sweep.chunk_size=2"]
+    path, ready = tmp_path / "shared.zarr", tmp_path / "ready"
+    ready.mkdir()
+    code = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from app_support import load_job
+from test_store import _block_outputs
+from fluxsim import store, sweep
+job = load_job({overrides!r} + ["sweep.shard={i}/2"])
+Path({ready!r}, "{i}").touch()
+while len(list(Path({ready!r}).iterdir())) < 2:  # barrier: both create at the same moment
+    time.sleep(0.001)
+writer = store.StoreWriter({path!r}, job)
+mine = sweep.shard_blocks(sweep.blocks(job.sweep.shape, job.sweep.chunk_shape), job.sweep.shard)
+for block in mine:
+    writer.write(block, _block_outputs(job, block))
+print("joined" if writer.resumed else "created", [b.index for b in mine])
+"""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code.format(tests=TESTS, overrides=overrides, i=i, ready=str(ready),
+                                                            path=str(path))], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err[-3000:]
+    roles = sorted(out.split()[0] for out, _ in results)
+    assert roles == ["created", "joined"], results
+    assert not list(tmp_path.glob(".shared.zarr.*"))  # the loser's temporary store is gone
+
+    job = load_job(overrides)
+    single = tmp_path / "single.zarr"
+    writer = store.StoreWriter(single, job)
+    for block in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape):
+        writer.write(block, _block_outputs(job, block))
+    a, b = store.open_store(path).load(), store.open_store(single).load()
+    for key in ("created", "config"):  # creation time; the full config names the shard
+        assert a.attrs.pop(key) and b.attrs.pop(key)
+    xr.testing.assert_identical(a, b)
+    assert bool(a["done"].all())

@@ -151,3 +151,85 @@ def test_stack_refuses_mixed_structure():
         sweep.stack([make_params(), make_params(surface_model="B", theta0=0.999)])
     stacked = sweep.stack([make_params(eta=0.3), make_params(eta=0.7)])
     np.testing.assert_array_equal(stacked.blocking.eta, [0.3, 0.7])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_shards_partition_the_blocks(n):
+    """``sweep.shard = i/n`` for i = 0..n-1: disjoint, together every block, balanced to within one block."""
+    all_blocks = sweep.blocks((3, 5, 2), (1, 2, 2))
+    parts = [sweep.shard_blocks(all_blocks, None if n == 1 else (i, n)) for i in range(n)]
+    indices = [b.index for part in parts for b in part]
+    assert sorted(indices) == sorted(b.index for b in all_blocks) and len(set(indices)) == len(all_blocks)
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_chunk_size_grows_with_the_budget_and_fits_it():
+    point = 3.7e6  # bytes per simulation on a device
+    for devices in (1, 4):
+        chosen = [sweep.chunk_size_for_budget(point, gb * sweep.GB, devices, 100_000) for gb in (0.01, 0.1, 0.5, 2)]
+        assert chosen == sorted(chosen) and chosen[0] < chosen[-1]
+        for gb, chunk in zip((0.01, 0.1, 0.5, 2), chosen, strict=True):
+            assert chunk % devices == 0 and point * chunk / devices <= gb * sweep.GB
+            assert point * (chunk + devices) / devices > gb * sweep.GB  # the largest that fits
+    assert sweep.chunk_size_for_budget(point, 10 * sweep.GB, 4, 10) == 12  # capped: 10 points, 4 devices
+    with pytest.raises(ValueError, match="below one simulation's footprint"):
+        sweep.chunk_size_for_budget(point, 1e6, 1, 100)
+
+
+class _Stats:
+    def __init__(self, temp):
+        self.argument_size_in_bytes, self.output_size_in_bytes, self.alias_size_in_bytes = 100, 1000, 0
+        self.generated_code_size_in_bytes, self.temp_size_in_bytes = 0, temp
+
+
+def test_auto_chunk_size_checks_the_compiled_batch():
+    """The linear estimate from the probe picks the chunk; a compiled batch that turns out larger than the budget
+    (super-linear growth) makes it shrink until the compiled footprint fits."""
+    compiled = []
+
+    def compile_at(size):
+        compiled.append(size)
+        runner = type("R", (), {})()
+        runner.compiled = type("C", (), {"memory_analysis": lambda self: _Stats(1e5 * size ** 1.5)})()
+        return runner
+
+    budget = 5e6
+    choice = sweep.auto_chunk_size(compile_at, lambda c: c, budget_bytes=budget, n_devices=1, n_points=10_000)
+    assert compiled[0] == 2 and choice.probe_size == 2
+    assert choice.compiled_bytes == sweep.footprint_bytes(compile_at(choice.batch_size)) <= budget
+    assert choice.chunk_size < int(budget // choice.point_bytes)  # had to shrink below the linear estimate
+    bigger = sweep.auto_chunk_size(compile_at, lambda c: c, budget_bytes=4 * budget, n_devices=1, n_points=10_000)
+    assert bigger.chunk_size > choice.chunk_size
+
+
+def test_auto_chunk_size_from_xla_memory_analysis(tmp_path):
+    """``sweep.chunk_size: auto`` on the real compiled solver (tiny numerics, the four Fig. 4 cases): a budget of
+    2.5 simulations gives chunks of 2, a large one all 4 points; the compiled batch always fits the budget; a job
+    joining an existing store adopts its chunking."""
+    from fluxsim import store
+    from fluxsim.cli import resolve_chunk_size
+
+    jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
+    devs = jax.local_devices()[:1]
+    large = load_job(["sweep.chunk_size=auto", "runtime.memory_budget_gb=4"])
+    sized = resolve_chunk_size(large, tmp_path / "none.zarr", devs)
+    assert sized.sweep.chunk_size == 4 and sized.sweep.chunk_shape == (4,)
+    runner = sweep.compile_runner(sized.params[0], sized.protocol, sized.numerics, sized.output.snapshot_times_s,
+                                  sweep.extraction_for(sized), size=2, devs=devs)  # the probe, cached
+    point = sweep.footprint_bytes(runner) / 2
+    print(f"footprint per simulation (tiny numerics, Fig. 4 outputs): {point / 1e6:.3f} MB")
+    budget_gb = 2.5 * point / sweep.GB
+    small = resolve_chunk_size(load_job(["sweep.chunk_size=auto", f"runtime.memory_budget_gb={budget_gb}"]),
+                               tmp_path / "none.zarr", devs)
+    assert small.sweep.chunk_size == 2
+    for job, gb in ((sized, 4), (small, budget_gb)):
+        size = max(len(b.flat) for b in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape))
+        compiled = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
+                                        sweep.extraction_for(job), size=size, devs=devs)
+        assert sweep.footprint_bytes(compiled) <= gb * sweep.GB
+
+    path = tmp_path / "s.zarr"
+    store.StoreWriter(path, small)
+    joined = resolve_chunk_size(large, path, devs)  # another budget, same store: its chunks win
+    assert joined.sweep.chunk_shape == (2,)
