@@ -26,6 +26,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+#: Unroll the ray scans. Only for XLA cost analysis (benchmarks/bench_roofline.py): XLA counts a loop body once,
+#: so the flop and byte counts of a rolled scan leave out all but one iteration.
+UNROLL_FOR_COST_ANALYSIS = False
+
+
+def _scan(f, init, xs, reverse=False):
+    return jax.lax.scan(f, init, xs, reverse=reverse, unroll=True if UNROLL_FOR_COST_ANALYSIS else 1)
+
 
 def _inverse(a):
     """Inverse of SPD, diagonally dominant ``(m, m)`` blocks by Gauss-Jordan elimination without pivoting.
@@ -65,7 +73,7 @@ def _sweep(fac: RayFactor, rhs):
     r = rhs.reshape(rhs.shape[:2] + (-1,))
     zero = jnp.zeros_like(r[0])
     c_prev = jnp.concatenate([jnp.zeros_like(couple[:1]), couple[:-2]])  # coupling to the previous ray
-    _, y = jax.lax.scan(forward, zero, (fac.pivots_inv, r, c_prev))
+    _, y = _scan(forward, zero, (fac.pivots_inv, r, c_prev))
 
     def backward(nxt, inputs):
         yj, p_inv, c_next = inputs
@@ -73,7 +81,7 @@ def _sweep(fac: RayFactor, rhs):
         return x, x
 
     c_next = jnp.concatenate([couple[:-2], jnp.zeros_like(couple[:1])])
-    _, x = jax.lax.scan(backward, zero, (y, fac.pivots_inv, c_next), reverse=True)
+    _, x = _scan(backward, zero, (y, fac.pivots_inv, c_next), reverse=True)
     return x.reshape(x.shape[:2] + extra)
 
 
@@ -94,7 +102,7 @@ def factor_rays(blocks, couple) -> RayFactor:
         return p_inv, p_inv
 
     c_prev = jnp.concatenate([jnp.zeros_like(couple[:1]), couple[:-2]])
-    _, pivots_inv = jax.lax.scan(pivot, jnp.zeros((m, m), blocks.dtype), (blocks[:-1], c_prev))
+    _, pivots_inv = _scan(pivot, jnp.zeros((m, m), blocks.dtype), (blocks[:-1], c_prev))
     partial = RayFactor(pivots_inv, couple, None, None)
     # Ray n - 1 couples to ray 0 through couple[n - 1] and to ray n - 2 through couple[n - 2].
     border = jnp.zeros((n - 1, m, m), blocks.dtype)

@@ -55,12 +55,19 @@ def _sorted_vertices(values, x, y):
     return v, px, py
 
 
-def _core_moments(grid: PolarGrid, theta, threshold):
-    """Area and first moments of ``{P1(theta) > threshold}`` (sums over triangles)."""
+def _core_moments(grid: PolarGrid, theta, thresholds):
+    """Area and first moments of ``{P1(theta) > c}`` for each threshold ``c`` in ``thresholds`` (1-D).
+
+    The vertex order of a triangle does not depend on the threshold, so the values are gathered and sorted once.
+    """
     tri, x, y, area = _triangle_data(grid)
     flat = theta.ravel()
-    values = jnp.concatenate([flat, jnp.mean(flat[grid.quads], axis=1)])[tri] - threshold
-    (a0, a1, a2), px, py = _sorted_vertices(values, x, y)
+    values = jnp.concatenate([flat, jnp.mean(flat[grid.quads], axis=1)])[tri]
+    v, px, py = _sorted_vertices(values, x, y)
+    c = jnp.asarray(thresholds)[None, :]  # (1, k): triangles along axis 0, thresholds along axis 1
+    a0, a1, a2 = (vk[:, None] - c for vk in v)
+    px, py = [p[:, None] for p in px], [p[:, None] for p in py]
+    area = area[:, None]
 
     def ratio(num, den):
         ok = den > 0
@@ -90,7 +97,7 @@ def _core_moments(grid: PolarGrid, theta, threshold):
         area * full_cy,
         jnp.where(two_above, area * full_cy - cut_area * cut_cy, jnp.where(one_above, one_area * one_cy, 0)),
     )
-    return jnp.sum(core_area), jnp.sum(mx), jnp.sum(my)
+    return jnp.sum(core_area, axis=0), jnp.sum(mx, axis=0), jnp.sum(my, axis=0)
 
 
 def _centroid(grid, area, mx, my):
@@ -108,7 +115,8 @@ def core(grid: PolarGrid, theta, threshold) -> CoreGeometry:
     The particle centroid is the origin (the inscribed polygon is symmetric), so the centroid *is* the offset ``d``
     (in units of R); 0 when there is no core (``fraction == 0``).
     """
-    return _centroid(grid, *_core_moments(grid, theta, threshold))
+    area, mx, my = (m[0] for m in _core_moments(grid, theta, jnp.reshape(threshold, (1,))))
+    return _centroid(grid, area, mx, my)
 
 
 _SMOOTH_POINTS = 8
@@ -117,15 +125,22 @@ _U, _W = (_U + 1) / 2, _W / 2
 _LOGIT = np.log(_U / (1 - _U))
 
 
+def cores(grid: PolarGrid, theta, threshold, width) -> tuple[CoreGeometry, CoreGeometry]:
+    """The hard core and the smooth core (see :func:`smooth_core`) from one pass over the triangles."""
+    thresholds = jnp.concatenate([jnp.reshape(threshold, (1,)), threshold + width * _LOGIT])
+    area, mx, my = _core_moments(grid, theta, thresholds)
+    hard = _centroid(grid, area[0], mx[0], my[0])
+    smooth = _centroid(grid, *(jnp.sum(_W * m[1:]) for m in (area, mx, my)))
+    return hard, smooth
+
+
 def smooth_core(grid: PolarGrid, theta, threshold, width) -> CoreGeometry:
     """Smooth Li-rich core: weight ``sigmoid((theta - threshold) / width)`` instead of the hard indicator.
 
     Computed as the logistic average of the hard core over thresholds (8-point Gauss-Legendre in the quantile), so
     it tends to :func:`core` as ``width -> 0``.
     """
-    moments = [_core_moments(grid, theta, threshold + width * s) for s in _LOGIT]
-    area, mx, my = (sum(w * m[i] for w, m in zip(_W, moments)) for i in range(3))
-    return _centroid(grid, area, mx, my)
+    return cores(grid, theta, threshold, width)[1]
 
 
 def mean(grid: PolarGrid, theta):

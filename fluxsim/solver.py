@@ -194,8 +194,7 @@ def _save(ctx: _Context, theta, t_s, capacity, drive: Drive):
     """Observables of one state (one entry of every series)."""
     grid, params = ctx.grid, ctx.params
     radius_nm = params.radius_m * 1e9
-    hard = metrics.core(grid, theta, params.theta_core)
-    smooth = metrics.smooth_core(grid, theta, params.theta_core, params.core_smoothing)
+    hard, smooth = metrics.cores(grid, theta, params.theta_core, params.core_smoothing)
     return dict(
         t_s=t_s,
         passed_capacity_mAh_per_g=capacity,
