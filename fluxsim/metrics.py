@@ -106,7 +106,8 @@ def _centroid(grid, area, mx, my):
     # into NaN behind gradient-safe guards.
     present = area > 0
     safe = jnp.where(present, area, 1.0)
-    return CoreGeometry(area / grid.polygon_area, jnp.where(present, mx / safe, 0.0), jnp.where(present, my / safe, 0.0))
+    x, y = jnp.where(present, mx / safe, 0.0), jnp.where(present, my / safe, 0.0)
+    return CoreGeometry(area / grid.polygon_area, x, y)
 
 
 def core(grid: PolarGrid, theta, threshold) -> CoreGeometry:
