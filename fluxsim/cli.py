@@ -98,10 +98,13 @@ def resolve_chunk_size(job: config_mod.JobConfig, store_path: Path, devs) -> con
         return job.with_sweep(job.sweep.with_chunk_shape(existing))
     budget = (job.runtime.memory_budget_gb * sweep_mod.GB if job.runtime.memory_budget_gb
               else sweep_mod.default_budget_bytes(devs))
-    choice = sweep_mod.auto_chunk_size(
-        _compile_at(job, devs), lambda c: _batch_for(job.sweep, len(devs), c),
-        budget_bytes=budget, n_devices=len(devs), n_points=job.sweep.size,
-    )
+    try:
+        choice = sweep_mod.auto_chunk_size(
+            _compile_at(job, devs), lambda c: _batch_for(job.sweep, len(devs), c),
+            budget_bytes=budget, n_devices=len(devs), n_points=job.sweep.size,
+        )
+    except ValueError as err:
+        raise config_mod.ConfigError(f"sweep.chunk_size=auto: {err}") from None
     log.info("%s", choice.describe())
     return job.with_sweep(job.sweep.with_chunk_size(choice.chunk_size))
 
@@ -187,6 +190,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
     try:
         run_job(job, out_dir)
+    except config_mod.ConfigError as err:  # found at run time (sweep.chunk_size=auto)
+        log.error("invalid config: %s", err)
+        raise SystemExit(2) from None
     except StoreMismatchError as err:
         log.error("%s", err)
         raise SystemExit(3) from None

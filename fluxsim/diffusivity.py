@@ -168,8 +168,9 @@ class LowThetaDip:
         """Integral of ``D - D_base`` from ``lo`` to ``hi`` (elementwise) by 4-point Gauss-Legendre."""
         half = (hi - lo) / 2
         mid = (hi + lo) / 2
-        nodes = mid[..., None] + half[..., None] * _GL_X
-        return half * jnp.sum(_GL_W * self._excess(nodes), axis=-1)
+        dtype = jnp.result_type(mid)
+        nodes = mid[..., None] + half[..., None] * jnp.asarray(_GL_X, dtype)
+        return half * jnp.sum(jnp.asarray(_GL_W, dtype) * self._excess(nodes), axis=-1)
 
     def kirchhoff(self, theta):
         edges = jnp.asarray(np.linspace(0.0, 1.0, _DIP_PANELS + 1), dtype=jnp.result_type(theta))

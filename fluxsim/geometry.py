@@ -162,7 +162,7 @@ class PolarGrid:
     @functools.cached_property
     def polygon_area(self) -> float:
         """Area of the inscribed triangulated polygon, ``nphi / 2 sin(dphi)`` (slightly below ``pi``)."""
-        return 0.5 * self.nphi * np.sin(self.dphi)
+        return float(0.5 * self.nphi * np.sin(self.dphi))
 
     def __hash__(self):
         return hash((self.nr, self.nphi))

@@ -46,8 +46,8 @@ def _triangle_data(grid: PolarGrid):
 def _sorted_vertices(values, x, y):
     """Sort each triangle's three vertices by value with a compare-and-swap network (cheaper than a generic sort)."""
     v = [values[:, k] for k in range(3)]
-    px = [jnp.asarray(x[:, k]) for k in range(3)]
-    py = [jnp.asarray(y[:, k]) for k in range(3)]
+    px = [x[:, k] for k in range(3)]
+    py = [y[:, k] for k in range(3)]
     for i, j in ((0, 1), (1, 2), (0, 1)):
         swap = v[i] > v[j]
         for arr in (v, px, py):
@@ -61,10 +61,12 @@ def _core_moments(grid: PolarGrid, theta, thresholds):
     The vertex order of a triangle does not depend on the threshold, so the values are gathered and sorted once.
     """
     tri, x, y, area = _triangle_data(grid)
+    dtype = theta.dtype
+    x, y, area = (jnp.asarray(a, dtype) for a in (x, y, area))
     flat = theta.ravel()
     values = jnp.concatenate([flat, jnp.mean(flat[grid.quads], axis=1)])[tri]
     v, px, py = _sorted_vertices(values, x, y)
-    c = jnp.asarray(thresholds)[None, :]  # (1, k): triangles along axis 0, thresholds along axis 1
+    c = jnp.asarray(thresholds, dtype)[None, :]  # (1, k): triangles along axis 0, thresholds along axis 1
     a0, a1, a2 = (vk[:, None] - c for vk in v)
     px, py = [p[:, None] for p in px], [p[:, None] for p in py]
     area = area[:, None]
@@ -128,10 +130,11 @@ _LOGIT = np.log(_U / (1 - _U))
 
 def cores(grid: PolarGrid, theta, threshold, width) -> tuple[CoreGeometry, CoreGeometry]:
     """The hard core and the smooth core (see :func:`smooth_core`) from one pass over the triangles."""
-    thresholds = jnp.concatenate([jnp.reshape(threshold, (1,)), threshold + width * _LOGIT])
-    area, mx, my = _core_moments(grid, theta, thresholds)
+    dtype = theta.dtype
+    thresholds = jnp.concatenate([jnp.reshape(threshold, (1,)), threshold + width * jnp.asarray(_LOGIT, dtype)])
+    area, mx, my = _core_moments(grid, theta, thresholds.astype(dtype))
     hard = _centroid(grid, area[0], mx[0], my[0])
-    smooth = _centroid(grid, *(jnp.sum(_W * m[1:]) for m in (area, mx, my)))
+    smooth = _centroid(grid, *(jnp.sum(jnp.asarray(_W, dtype) * m[1:]) for m in (area, mx, my)))
     return hard, smooth
 
 
@@ -146,7 +149,7 @@ def smooth_core(grid: PolarGrid, theta, threshold, width) -> CoreGeometry:
 
 def mean(grid: PolarGrid, theta):
     """Area-weighted mean occupancy (exact discrete Li content / pi)."""
-    return jnp.sum(jnp.asarray(grid.volume) * theta) / jnp.pi
+    return jnp.sum(jnp.asarray(grid.volume, theta.dtype) * theta) / jnp.pi
 
 
 def line_cut(grid: PolarGrid, theta, axis_angle):

@@ -38,8 +38,8 @@ def net_inflow(grid: PolarGrid, potential, face_coefficients=None):
         face_coefficients: optional ``(radial, azimuthal)`` per-face multipliers of the conductances (each
             ``(nr, nphi)``, as :func:`face_diffusivity` returns them); ``L`` then becomes ``L_D``.
     """
-    w_r = jnp.asarray(grid.w_radial)[:, None]
-    w_a = jnp.asarray(grid.w_azimuthal)[:, None]
+    w_r = jnp.asarray(grid.w_radial, potential.dtype)[:, None]
+    w_a = jnp.asarray(grid.w_azimuthal, potential.dtype)[:, None]
     if face_coefficients is not None:
         w_r, w_a = w_r * face_coefficients[0], w_a * face_coefficients[1]
     from_outer = w_r * (potential[1:] - potential[:-1])  # into ring k from ring k + 1 (k = 0: the centre)

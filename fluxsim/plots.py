@@ -4,15 +4,25 @@
   disk, the Li-rich core boundary (``theta = theta_core``) as a contour and the blocked arc(s) drawn on the rim.
 * ``series.png``: core offset d, core area fraction and minimum surface occupancy against time, one line per case.
 * ``capacity_vs_rate.png``: extracted capacity at cut-off against rate (Fig. 5b) when the rate is a sweep dimension.
+* ``offset_vs_rate.png``: core offset d against time and against passed capacity, one line per rate (Fig. 5d), when
+  the rate is a sweep dimension; one row per combination of the other swept inputs.
+* ``kymograph.png``: the line cut through the centre along the blocked-arc axis (Fig. 5c): position [nm] across,
+  passed capacity [mAh/g] up, occupancy as colour, the core boundary as a contour and a cross where the last of
+  the core disappears; one panel per case (per rate for a rate sweep). Needs ``output.line_cut``.
+* ``capacity_loss.png``: heat maps of the capacity lost to blocking over (blocked fraction, eta), one panel per rate,
+  when eta and the blocked fraction are both grid dimensions: the capacity at cut-off with uniform flux (eta = 1,
+  else blocked fraction 0) minus the blocked one (:func:`capacity_loss`).
 
 A *case* is one point of the sweep; studies with more than :data:`MAX_CASES` points get only the figures that
-summarise them.
+summarise them. Figures are written to a temporary name and renamed into place, so shards of one study that finish
+together never leave a half-written PNG.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_CASES = 12
 CMAP = "RdYlBu"
+#: Resolution of the PNGs (``plot_store(..., dpi=...)``; the README figures use less).
+DPI = 130
+RATE = "rate_mA_per_g"
 
 
 def _pyplot():
@@ -38,6 +51,54 @@ def _pyplot():
 
 def _sweep_dims(ds: xr.Dataset) -> list[str]:
     return [d for d in ds["done"].dims]
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    """Write atomically (temporary file, then rename) and close the figure."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+    _pyplot().close(fig)
+    return path
+
+
+#: How sweep inputs are shown in titles and legends: (symbol, scale, unit).
+_PRETTY = {
+    RATE: ("", 1.0, " mA/g"),
+    "eta": ("$\\eta$ = ", 1.0, ""),
+    "blocked_fraction": ("f = ", 1.0, ""),
+    "radius_m": ("R = ", 1e6, " $\\mu$m"),
+    "arc_center_rad": ("arc at ", 1.0, " rad"),
+}
+
+
+def pretty(name: str, value) -> str:
+    """``rate_mA_per_g, 200`` -> ``200 mA/g``; ``eta, 0.3`` -> ``eta = 0.3``; other inputs as ``name=value``."""
+    if name in _PRETTY:
+        prefix, scale, unit = _PRETTY[name]
+        return f"{prefix}{float(value) * scale:.3g}{unit}"
+    return f"{name}={float(value):g}"
+
+
+def _fixed(ds: xr.Dataset, da: xr.DataArray, keep: tuple[str, ...]) -> tuple[xr.DataArray, list[str]]:
+    """Select one value of every sweep dimension not in ``keep``: the one nearest the stored config's own value
+    (e.g. the 1.2 um radius), else the middle one. Returns the selection and a description of it."""
+    cfg = stored_config(ds)
+    base = {}
+    for section in cfg.values():
+        if isinstance(section, dict):
+            base.update({k: v for k, v in section.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+    sel, notes = {}, []
+    for d in da.dims:
+        if d in keep or d not in _sweep_dims(ds) or d == POINT_DIM:
+            continue
+        values = ds[d].values
+        i = int(np.argmin(np.abs(values - base[d]))) if d in base else len(values) // 2
+        sel[d] = i
+        if len(values) > 1:
+            notes.append(pretty(d, values[i]))
+    return da.isel(sel), notes
 
 
 def cases(ds: xr.Dataset) -> list[dict]:
@@ -56,7 +117,7 @@ def cases(ds: xr.Dataset) -> list[dict]:
                 if name == POINT_DIM or coord.ndim or name in ("protocol_step",):
                     continue
                 if np.issubdtype(coord.dtype, np.number):
-                    parts.append(f"{name}={float(coord):g}")
+                    parts.append(pretty(name, coord.values))
             label = ", ".join(parts)
         out.append({"index": sel, "label": label})
     return out
@@ -83,7 +144,7 @@ def _arcs(ds: xr.Dataset, sel: dict) -> list[tuple[float, float, float]]:
     return [a for a in arcs if a[1] > 0 and a[2] != 1.0]
 
 
-def snapshot_panels(ds: xr.Dataset, path: Path) -> Path | None:
+def snapshot_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
     """Fig. 4 style panels: rows = cases, columns = snapshot times."""
     if "theta" not in ds:
         return None
@@ -137,12 +198,10 @@ def snapshot_panels(ds: xr.Dataset, path: Path) -> Path | None:
         cbar.set_label("Li occupancy $\\theta$")
     fig.suptitle(f"Li occupancy (black: core boundary $\\theta$ = {theta_core:g}; thick arc: blocked surface)",
                  fontsize=9)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi)
 
 
-def series_panels(ds: xr.Dataset, path: Path) -> Path | None:
+def series_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
     """Core offset d, core area fraction and minimum surface occupancy against time, one line per case."""
     items = cases(ds)
     if len(items) > MAX_CASES:
@@ -166,12 +225,10 @@ def series_panels(ds: xr.Dataset, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi)
 
 
-def capacity_vs_rate(ds: xr.Dataset, path: Path) -> Path | None:
+def capacity_vs_rate(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
     """Extracted capacity at cut-off against rate (Fig. 5b), one line per combination of the other inputs."""
     if "rate_mA_per_g" not in ds.dims:
         return None
@@ -196,17 +253,225 @@ def capacity_vs_rate(ds: xr.Dataset, path: Path) -> Path | None:
     if lines.sizes["case"] > 1:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi)
 
 
-def plot_store(ds: xr.Dataset, out_dir: str | Path) -> list[Path]:
+def _other_dims(ds: xr.Dataset, but: str) -> list[str]:
+    return [d for d in _sweep_dims(ds) if d != but]
+
+
+def _row_label(sub: xr.DataArray, dims: list[str]) -> str:
+    if POINT_DIM in dims and "label" in sub.coords:
+        return str(sub["label"].values)
+    return ", ".join(pretty(d, sub[d].values) for d in dims if d != POINT_DIM)
+
+
+def offset_vs_rate(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
+    """Fig. 5d: core offset d against time and against passed capacity, one line per rate; one row of panels per
+    combination of the other swept inputs (at most 4 rows)."""
+    if RATE not in ds.dims or "offset_nm" not in ds:
+        return None
+    others = _other_dims(ds, RATE)
+    d = ds["offset_nm"]
+    q = ds["passed_capacity_mAh_per_g"]
+    rows = d.stack(row=others) if others else d.expand_dims(row=[0])
+    qrows = q.stack(row=others) if others else q.expand_dims(row=[0])
+    if rows.sizes["row"] > 4:
+        log.info("d(t) per rate skipped: %d combinations of the other inputs (at most 4 are drawn)",
+                 rows.sizes["row"])
+        return None
+    plt = _pyplot()
+    n = rows.sizes["row"]
+    fig, axes = plt.subplots(n, 2, figsize=(9, 2.9 * n + 0.3), squeeze=False)
+    t_min = ds[TIME].values / 60
+    rates = ds[RATE].values
+    colors = plt.get_cmap("plasma")(np.linspace(0.0, 0.85, len(rates)))
+    for k in range(n):
+        row, qrow = rows.isel(row=k), qrows.isel(row=k)
+        last_t = last_q = 0.0
+        for j, rate in enumerate(rates):
+            dj = row.sel({RATE: rate}).values
+            qj = qrow.sel({RATE: rate}).values
+            alive = np.isfinite(dj)
+            if alive.any():
+                last_t = max(last_t, t_min[alive][-1])
+                last_q = max(last_q, np.nanmax(qj[alive]))
+            label = pretty(RATE, rate)
+            axes[k, 0].plot(t_min, dj, color=colors[j], label=label)
+            axes[k, 1].plot(qj, dj, color=colors[j], label=label)
+        if last_t > 0:
+            axes[k, 0].set_xlim(0, 1.05 * last_t)
+            axes[k, 1].set_xlim(0, 1.05 * last_q)
+        title = _row_label(row, others) if others else ""
+        for ax, xlabel in zip(axes[k], ("time [min]", "passed capacity [mAh/g]"), strict=True):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("core offset d [nm]")
+            ax.set_ylim(0, max(ax.get_ylim()[1], 1.0))  # d ~ 1e-12 nm (roundoff) at eta = 1 shows as 0
+            ax.grid(alpha=0.3)
+            if title:
+                ax.set_title(title, fontsize=9)
+    axes[0, 0].legend(fontsize=7, title="rate", title_fontsize=7)
+    fig.suptitle("Core offset d per rate (until the core disappears)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path, dpi)
+
+
+def kymograph_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
+    """Fig. 5c: the line cut (position along the blocked-arc axis [nm]) against passed capacity [mAh/g], coloured
+    by occupancy, one panel per case; the core boundary as a contour, a cross where the last of the core vanishes.
+
+    Only the part of the series where the passed capacity still rises is drawn (the charge; a rest or a discharge
+    would fold the capacity axis back), up to twice the largest capacity at which a core vanishes: the rest of the
+    charge has no core and no front to show.
+    """
+    if "line_cut" not in ds:
+        return None
+    items = cases(ds)
+    if len(items) > MAX_CASES:
+        log.info("kymographs skipped: %d cases (at most %d are drawn)", len(items), MAX_CASES)
+        return None
+    plt = _pyplot()
+    theta_core = float(stored_config(ds).get("output", {}).get("theta_core", 0.97))
+    ncols = min(4, len(items))
+    nrows = math.ceil(len(items) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.2, 3.1 * nrows + 0.5), squeeze=False,
+                             sharey=True, layout="constrained")
+    position = ds["position"].values
+    vanish = ds["core_vanish_capacity_mAh_per_g"].values
+    top = 2.0 * float(np.nanmax(vanish)) if np.isfinite(vanish).any() else np.inf
+    panels = []
+    for case in items:
+        point = ds.isel(case["index"])
+        q = point["passed_capacity_mAh_per_g"].values
+        cut = point["line_cut"].values
+        rising = np.flatnonzero(np.isfinite(q) & np.isfinite(cut).all(axis=1))
+        if rising.size:  # the prefix over which the capacity keeps rising
+            stop = np.flatnonzero(np.diff(q[rising]) <= 0)
+            rising = rising[: (stop[0] + 1) if stop.size else rising.size]
+        radius_nm = float(_input(ds, case["index"], "radius_m", "geometry", 1.2e-6)) * 1e9
+        panels.append((case, point, position * radius_nm, q[rising], cut[rising]))
+    shown = [cut[q <= top] for *_, q, cut in panels if q.size > 1]
+    shown = np.concatenate([v.ravel() for v in shown]) if shown else np.array([0.0])
+    vmin = float(np.floor(20 * min(shown.min(), theta_core - 0.05)) / 20) if shown.size else 0.0
+    mesh = None
+    for k, (case, point, x, q, cut) in enumerate(panels):
+        ax = axes[k // ncols, k % ncols]
+        ax.set_title(case["label"], fontsize=9)
+        if q.size < 2:
+            ax.text(0.5, 0.5, "no charge", ha="center", va="center", transform=ax.transAxes)
+            continue
+        mesh = ax.pcolormesh(x, q, cut, shading="gouraud", cmap=CMAP, vmin=vmin, vmax=1.0)
+        if cut.max() > theta_core > cut.min():
+            ax.contour(x, q, cut, levels=[theta_core], colors="k", linewidths=0.7)
+        vq = float(point["core_vanish_capacity_mAh_per_g"])
+        vx = float(point["core_vanish_position_nm"])
+        if np.isfinite(vq) and np.isfinite(vx):
+            ax.axhline(vq, color="k", lw=0.6, ls="--")
+            ax.plot([vx], [vq], marker="x", color="k", ms=7, mew=1.5)
+            ax.annotate(f"core gone\n{vq:.0f} mAh/g", (vx, vq), textcoords="offset points", xytext=(6, 4),
+                        fontsize=7)
+        ax.set_xlabel("position along the arc axis [nm]")
+        ax.set_ylim(0, min(top, float(q[-1])))
+        if k % ncols == 0:
+            ax.set_ylabel("passed capacity [mAh/g]")
+    for k in range(len(items), nrows * ncols):
+        axes[k // ncols, k % ncols].set_axis_off()
+    if mesh is not None:
+        cbar = fig.colorbar(mesh, ax=axes, fraction=0.05, pad=0.02)
+        cbar.set_label("Li occupancy $\\theta$")
+    fig.suptitle("Line cut through the centre (blocked arc at the right; black: core boundary; x: core vanishes)",
+                 fontsize=9)
+    return _save(fig, path, dpi)
+
+
+def capacity_loss(ds: xr.Dataset) -> xr.DataArray | None:
+    """Capacity at cut-off lost to blocking [mAh/g]: uniform minus blocked, over the sweep grid.
+
+    The uniform reference is the point with eta = 1 (same blocked fraction and other inputs) when eta = 1 is on
+    the grid, else the one with blocked fraction 0. None when the study has no such reference or does not grid
+    both eta and the blocked fraction.
+    """
+    dims = _sweep_dims(ds)
+    if not {"eta", "blocked_fraction"} <= set(dims):
+        return None
+    cap = ds["capacity_at_cutoff_mAh_per_g"]
+    if np.isclose(ds["eta"].values, 1.0).any():
+        ref = cap.isel(eta=int(np.argmin(np.abs(ds["eta"].values - 1.0))), drop=True)
+        reference = "uniform flux ($\\eta$ = 1)"
+    elif np.isclose(ds["blocked_fraction"].values, 0.0).any():
+        ref = cap.isel(blocked_fraction=int(np.argmin(np.abs(ds["blocked_fraction"].values))), drop=True)
+        reference = "no blocking (f = 0)"
+    else:
+        return None
+    loss = (ref - cap).where(ds["done"])
+    loss.attrs = {"units": "mA h g-1", "long_name": f"capacity at cut-off lost to blocking, vs {reference}",
+                  "reference": reference}
+    return loss
+
+
+def _edges(values: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted coordinate values (for pcolormesh)."""
+    values = np.asarray(values, float)
+    if values.size == 1:
+        half = 0.05 * max(abs(values[0]), 1.0)
+        return np.array([values[0] - half, values[0] + half])
+    mid = 0.5 * (values[1:] + values[:-1])
+    return np.concatenate([[2 * values[0] - mid[0]], mid, [2 * values[-1] - mid[-1]]])
+
+
+def capacity_loss_maps(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
+    """Heat maps of :func:`capacity_loss` over (blocked fraction, eta), one panel per rate (other swept inputs are
+    held at the value nearest the config's own, e.g. the 1.2 um radius)."""
+    loss = capacity_loss(ds)
+    if loss is None:
+        return None
+    loss, notes = _fixed(ds, loss, ("eta", "blocked_fraction", RATE))
+    rates = ds[RATE].values if RATE in loss.dims else [None]
+    plt = _pyplot()
+    ncols = min(4, len(rates))
+    nrows = math.ceil(len(rates) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.1 * ncols + 1.3, 2.9 * nrows + 0.6), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    finite = loss.values[np.isfinite(loss.values)]
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    vmin = min(0.0, float(finite.min())) if finite.size else 0.0
+    f, eta = ds["blocked_fraction"].values, ds["eta"].values
+    mesh = None
+    for k, rate in enumerate(rates):
+        ax = axes[k // ncols, k % ncols]
+        panel = loss if rate is None else loss.sel({RATE: rate})
+        mesh = ax.pcolormesh(_edges(f), _edges(eta), panel.transpose("eta", "blocked_fraction").values,
+                             cmap="magma_r", vmin=vmin, vmax=vmax)
+        if rate is not None:
+            ax.set_title(pretty(RATE, rate), fontsize=9)
+        if k // ncols == nrows - 1:
+            ax.set_xlabel("blocked fraction f")
+        if k % ncols == 0:
+            ax.set_ylabel("flux ratio $\\eta$")
+    for k in range(len(rates), nrows * ncols):
+        axes[k // ncols, k % ncols].set_axis_off()
+    cbar = fig.colorbar(mesh, ax=axes, fraction=0.05, pad=0.02)
+    cbar.set_label("capacity loss [mAh/g]")
+    title = f"Capacity at cut-off lost to blocking, vs {loss.attrs['reference']}"
+    if notes:
+        title += " at " + ", ".join(notes)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path, dpi)
+
+
+#: File name -> figure function, in the order :func:`plot_store` draws them.
+FIGURES = {
+    "snapshots.png": snapshot_panels,
+    "series.png": series_panels,
+    "capacity_vs_rate.png": capacity_vs_rate,
+    "offset_vs_rate.png": offset_vs_rate,
+    "kymograph.png": kymograph_panels,
+    "capacity_loss.png": capacity_loss_maps,
+}
+
+
+def plot_store(ds: xr.Dataset, out_dir: str | Path, dpi: int = DPI) -> list[Path]:
     """Write every figure that applies to ``ds`` into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
-    made = [
-        snapshot_panels(ds, out_dir / "snapshots.png"),
-        series_panels(ds, out_dir / "series.png"),
-        capacity_vs_rate(ds, out_dir / "capacity_vs_rate.png"),
-    ]
+    made = [draw(ds, out_dir / name, dpi) for name, draw in FIGURES.items()]
     return [p for p in made if p is not None]

@@ -97,6 +97,8 @@ class Numerics:
         checkpoint: reverse-mode memory policy (default True): recompute each saved block in the backward pass
             instead of storing its factorisations. False is about 1.6x faster for ``jax.grad`` but stores
             O(n_steps * nphi * nr**2) floats per simulation (~60 MB at 16 x 64, ~0.4 GB at 32 x 128, 200 steps).
+        dtype: "float64" (default, validated) or "float32" (for GPUs; about 1e-5 relative accuracy, see README).
+            In float32 the Newton tolerance is at least 50 units in the last place.
     """
 
     nr: int = 32
@@ -108,6 +110,7 @@ class Numerics:
     newton_tolerance: float = 1e-7
     newton_max_iterations: int = 25
     checkpoint: bool = True
+    dtype: str = "float64"
 
     @property
     def grid(self) -> PolarGrid:
@@ -356,6 +359,10 @@ def _scan_until_done(block, carry, blocks):
 
 def check_numerics(numerics: Numerics, protocol) -> None:
     """Raise a clear error for inconsistent numerics before any compute."""
+    if numerics.dtype not in ("float64", "float32"):
+        raise ValueError(f"numerics.dtype must be 'float64' or 'float32', got {numerics.dtype!r}")
+    if numerics.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError("numerics.dtype = 'float64' needs jax_enable_x64 (import fluxsim enables it)")
     for i, step in enumerate(protocol):
         n_steps = step.n_steps or numerics.n_steps
         if n_steps % numerics.save_every:
@@ -390,13 +397,16 @@ def simulate(
     protocol = check_protocol(protocol)
     check_numerics(numerics, protocol)
     grid = numerics.grid
-    dtype = jnp.result_type(float)
+    dtype = jnp.dtype(numerics.dtype)
+    params = jax.tree.map(lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x,
+                          params)
     d_ref = params.diffusivity.reference
     ctx = _Context(
         grid=grid,
         params=params,
         numerics=numerics,
-        newton=NewtonSettings(numerics.newton_tolerance, numerics.newton_max_iterations),
+        newton=NewtonSettings(max(numerics.newton_tolerance, 50 * float(jnp.finfo(dtype).eps)),
+                              numerics.newton_max_iterations),
         time_scale_s=params.radius_m**2 / d_ref,
         weights=params.blocking.node_weights(*(jnp.asarray(a, dtype) for a in grid.boundary_arcs)),
         current_to_flux=params.radius_m / (FARADAY_C_PER_MOL * params.material.c_max_mol_per_m3 * d_ref),

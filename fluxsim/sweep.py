@@ -382,6 +382,9 @@ GB = 1e9
 CPU_DEFAULT_BUDGET_GB = 1.0
 #: Share of an accelerator's memory used by default (the rest: XLA runtime, fragmentation).
 ACCELERATOR_BUDGET_FRACTION = 0.8
+#: Points per device in the probe batch of ``chunk_size: auto``. Not 1: XLA compiles a batch of one differently
+#: (on CPU it needs a third of the per-point memory of larger batches, which grow linearly from 2 on).
+PROBE_PER_DEVICE = 4
 
 
 def footprint_bytes(runner: Runner) -> int:
@@ -439,7 +442,7 @@ class ChunkChoice:
         batch_size: the compiled batch (largest block rounded up to the device count; <= chunk_size).
         budget_bytes: per-device budget.
         point_bytes: per-device memory of one simulation, measured on a probe batch of ``probe_size``.
-        probe_size: batch size of the probe program (2 per device: a batch of 1 is compiled differently).
+        probe_size: batch size of the probe program (:data:`PROBE_PER_DEVICE` per device).
         compiled_bytes: measured per-device footprint of the chosen batch (<= ``budget_bytes``).
         runner: the compiled runner of the chosen batch.
     """
@@ -469,7 +472,8 @@ def auto_chunk_size(
 ) -> ChunkChoice:
     """Resolve ``sweep.chunk_size: auto``: the largest chunk whose compiled batch fits ``budget_bytes`` per device.
 
-    1. compile a probe batch of 2 points per device and take its footprint (:func:`footprint_bytes`) per point;
+    1. compile a probe batch of :data:`PROBE_PER_DEVICE` points per device and take its footprint
+       (:func:`footprint_bytes`) per point;
     2. the chunk is the largest multiple of the device count whose linear estimate fits the budget
        (:func:`chunk_size_for_budget`);
     3. compile the batch of that chunk and measure it; should it exceed the budget after all, scale the chunk down
@@ -483,7 +487,7 @@ def auto_chunk_size(
         n_devices: devices the batches are sharded over.
         n_points: points in the study.
     """
-    probe_size = 2 * n_devices
+    probe_size = PROBE_PER_DEVICE * n_devices
     point_bytes = footprint_bytes(compile_at(probe_size)) * n_devices / probe_size
     chunk = chunk_size_for_budget(point_bytes, budget_bytes, n_devices, n_points)
     for _ in range(max_tries):
