@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
+import pytest
 from app_support import TINY, load_job
+from app_support import run_fluxsim as _fluxsim
 
 from fluxsim import store
 from fluxsim.cli import _overridden_by_sweep
 
-FLUXSIM = shutil.which("fluxsim", path=str(Path(sys.executable).parent)) or "fluxsim"
 
-
-def _fluxsim(*args, cwd):
-    return subprocess.run([FLUXSIM, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
-
-
+@pytest.mark.xdist_group("fig4_tiny")  # shares its compiled program with tests/test_presets.py (fig4)
 def test_default_job_end_to_end(tmp_path):
     """``fluxsim`` (tiny numerics): store + PNGs in the printed folder; the same command again resumes there
     without compiling; ``fluxsim plot`` redraws the figures from the store."""
@@ -42,7 +34,7 @@ def test_default_job_end_to_end(tmp_path):
     figures = tmp_path / "figures"
     res = _fluxsim("plot", str(out / "results.zarr"), str(figures), cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert sorted(p.name for p in figures.glob("*.png")) == ["series.png", "snapshots.png"]
+    assert sorted(p.name for p in figures.glob("*.png")) == ["kymograph.png", "series.png", "snapshots.png"]
 
 
 def test_invalid_config_fails_fast(tmp_path):

@@ -32,8 +32,9 @@ def test_presets_live_in_sweeps():
     job = load_job(["preset=fig5d"])
     assert job.sweep.name == "fig5d" and job.sweep.dims == ("rate_mA_per_g",)
     assert job.output.line_cut and not job.output.snapshot_times_s
-    large = config.load(compose_cfg(["preset=large_study"]))
-    assert large.sweep.size == 12_800 and (large.numerics.nr, large.numerics.nphi) == (24, 96)
+    large = compose_cfg(["preset=large_study"])  # validated in test_every_option_composes_and_validates
+    assert [large.sweep.grid[k].num for k in ("eta", "blocked_fraction", "radius_m", "rate_mA_per_g")] == \
+        [20, 10, 8, 8] and (large.numerics.nr, large.numerics.nphi) == (24, 96)
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,13 @@
 """Protocol steps and model options through the whole solver: discharge, voltage cut-off, tabulated D."""
 
 import numpy as np
+from conftest import COARSE
+from helpers import batched, stack, unbatch
 
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
 from fluxsim.protocol import Charge, Discharge, Rest
-
-from conftest import COARSE
-from helpers import batched, stack, unbatch
 
 TINY = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
 

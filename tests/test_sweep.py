@@ -196,40 +196,37 @@ def test_auto_chunk_size_checks_the_compiled_batch():
 
     budget = 5e6
     choice = sweep.auto_chunk_size(compile_at, lambda c: c, budget_bytes=budget, n_devices=1, n_points=10_000)
-    assert compiled[0] == 2 and choice.probe_size == 2
+    assert compiled[0] == choice.probe_size == sweep.PROBE_PER_DEVICE
     assert choice.compiled_bytes == sweep.footprint_bytes(compile_at(choice.batch_size)) <= budget
     assert choice.chunk_size < int(budget // choice.point_bytes)  # had to shrink below the linear estimate
     bigger = sweep.auto_chunk_size(compile_at, lambda c: c, budget_bytes=4 * budget, n_devices=1, n_points=10_000)
     assert bigger.chunk_size > choice.chunk_size
 
 
+@pytest.mark.xdist_group("fig4_tiny")  # its probe is the Fig. 4 program at tiny numerics (test_cli, test_presets)
 def test_auto_chunk_size_from_xla_memory_analysis(tmp_path):
-    """``sweep.chunk_size: auto`` on the real compiled solver (tiny numerics, the four Fig. 4 cases): a budget of
-    2.5 simulations gives chunks of 2, a large one all 4 points; the compiled batch always fits the budget; a job
-    joining an existing store adopts its chunking."""
+    """``sweep.chunk_size: auto`` on the real compiled solver (tiny numerics, the four Fig. 4 cases): the probe's
+    XLA memory analysis gives the footprint per simulation, the chunk is the largest that fits (here all 4 points),
+    the compiled batch fits the budget, and a job joining an existing store adopts its chunking."""
     from fluxsim import store
     from fluxsim.cli import resolve_chunk_size
 
     jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     devs = jax.local_devices()[:1]
-    large = load_job(["sweep.chunk_size=auto", "runtime.memory_budget_gb=4"])
-    sized = resolve_chunk_size(large, tmp_path / "none.zarr", devs)
+    job = load_job(["sweep.chunk_size=auto", "runtime.memory_budget_gb=0.5"])
+    sized = resolve_chunk_size(job, tmp_path / "none.zarr", devs)
     assert sized.sweep.chunk_size == 4 and sized.sweep.chunk_shape == (4,)
     runner = sweep.compile_runner(sized.params[0], sized.protocol, sized.numerics, sized.output.snapshot_times_s,
-                                  sweep.extraction_for(sized), size=2, devs=devs)  # the probe, cached
-    point = sweep.footprint_bytes(runner) / 2
-    print(f"footprint per simulation (tiny numerics, Fig. 4 outputs): {point / 1e6:.3f} MB")
-    budget_gb = 2.5 * point / sweep.GB
-    small = resolve_chunk_size(load_job(["sweep.chunk_size=auto", f"runtime.memory_budget_gb={budget_gb}"]),
-                               tmp_path / "none.zarr", devs)
-    assert small.sweep.chunk_size == 2
-    for job, gb in ((sized, 4), (small, budget_gb)):
-        size = max(len(b.flat) for b in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape))
-        compiled = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                        sweep.extraction_for(job), size=size, devs=devs)
-        assert sweep.footprint_bytes(compiled) <= gb * sweep.GB
+                                  sweep.extraction_for(sized), size=4, devs=devs)  # cached: probe == batch
+    footprint = sweep.footprint_bytes(runner)
+    print(f"footprint per simulation (tiny numerics, Fig. 4 outputs): {footprint / 4e6:.3f} MB")
+    assert 0 < footprint <= 0.5 * sweep.GB
+    point = footprint / 4
+    assert sweep.chunk_size_for_budget(point, 2.5 * point, 1, 4) == 2  # a tighter budget: smaller chunks
+    with pytest.raises(ValueError, match="below one simulation's footprint"):
+        resolve_chunk_size(load_job(["sweep.chunk_size=auto", f"runtime.memory_budget_gb={0.5 * point / 1e9}"]),
+                           tmp_path / "none.zarr", devs)
 
     path = tmp_path / "s.zarr"
-    store.StoreWriter(path, small)
-    joined = resolve_chunk_size(large, path, devs)  # another budget, same store: its chunks win
-    assert joined.sweep.chunk_shape == (2,)
+    store.StoreWriter(path, job.with_sweep(job.sweep.with_chunk_size(2)))  # created with another budget
+    assert resolve_chunk_size(job, path, devs).sweep.chunk_shape == (2,)  # its chunks win

@@ -1,0 +1,87 @@
+"""Figures from stores (synthetic data, no solver): which figures a study gets, the capacity-loss arithmetic, and
+that every figure has labelled axes with units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from app_support import load_job
+
+from fluxsim import plots, store, sweep
+
+GRID = ["sweep=single", "+sweep.grid.eta=[0.3,0.65,1.0]", "+sweep.grid.blocked_fraction=[0.1,0.25,0.5]",
+        "+sweep.grid.rate_mA_per_g=[100,400]", "sweep.chunk_size=6"]
+
+
+def _synthetic_store(tmp_path, overrides, name="s.zarr"):
+    """A complete store whose outputs follow simple closed forms of the inputs (capacity = 200 - 40 f (1 - eta)
+    rate / 100; a shrinking core whose boundary moves across the line cut)."""
+    job = load_job(overrides)
+    path = tmp_path / name
+    writer = store.StoreWriter(path, job)
+    t = job.output.times_s
+    pos = np.arange(-job.numerics.nr, job.numerics.nr + 1) / job.numerics.nr
+    for block in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape):
+        out = {}
+        for name_, var in ((n, store.VARIABLES[n]) for n in store.variable_names(job)):
+            out[name_] = np.zeros(block.shape + store._extra_shape(job, var.dims), var.dtype)
+        for k, flat in enumerate(block.flat):
+            idx = np.unravel_index(k, block.shape)
+            p = job.sweep.inputs[flat]
+            eta, f, rate = p.get("eta", 1.0), p.get("blocked_fraction", 0.0), p.get("rate_mA_per_g", 100.0)
+            q = rate * t / 3600
+            out["passed_capacity_mAh_per_g"][idx] = q
+            out["capacity_at_cutoff_mAh_per_g"][idx] = 200 - 40 * f * (1 - eta) * rate / 100
+            vanish = 20 + 0.05 * rate
+            out["core_vanish_capacity_mAh_per_g"][idx] = vanish
+            out["core_vanish_position_nm"][idx] = 300 * (1 - eta)
+            out["offset_nm"][idx] = np.where(q < vanish, 500 * f * (1 - eta) * q / vanish, np.nan)
+            out["core_fraction"][idx] = np.clip(1 - q / vanish, 0, 1)
+            if "line_cut" in out:
+                front = np.clip(1 - q / vanish, 0, 1)[:, None]
+                out["line_cut"][idx] = np.where(np.abs(pos)[None, :] < front, 1.0, 0.9 - 0.003 * q[:, None])
+        out["status"] = np.zeros(block.shape, np.int8)
+        writer.write(block, out)
+    return job, store.open_store(path)
+
+
+def test_capacity_loss_is_uniform_minus_blocked(tmp_path):
+    _, ds = _synthetic_store(tmp_path, [*GRID, "output=series_only"])
+    loss = plots.capacity_loss(ds)
+    expected = 40 * ds["blocked_fraction"] * (1 - ds["eta"]) * ds["rate_mA_per_g"] / 100
+    np.testing.assert_allclose(loss.transpose(*expected.dims).values, expected.values, atol=1e-12)
+    assert loss.attrs["units"] == "mA h g-1" and "eta" in loss.attrs["reference"]
+    assert float(loss.sel(eta=1.0).max()) == 0.0 and float(loss.sel(eta=0.3, rate_mA_per_g=400).min()) > 0
+
+
+def test_a_grid_study_gets_every_summary_figure(tmp_path):
+    """eta x blocked fraction x rate with line cuts: capacity vs rate (9 lines), capacity-loss heat maps; d per rate
+    (9 rows > 4) and kymographs (18 panels > 12) are skipped. A rate sweep of one case gets d per rate and
+    kymographs."""
+    _, ds = _synthetic_store(tmp_path, [*GRID, "output=series_only", "output.line_cut=true"])
+    (tmp_path / "figs").mkdir()
+    made = {p.name for p in plots.plot_store(ds, tmp_path / "figs", dpi=60)}
+    assert made == {"capacity_vs_rate.png", "capacity_loss.png"}
+    small = ["sweep=single", "surface.eta=0.3", "surface.blocked_fraction=0.25", "+sweep.grid.rate_mA_per_g=[50,400]",
+             "output=series_only", "output.line_cut=true", "sweep.chunk_size=2"]
+    _, ds = _synthetic_store(tmp_path, small, "fig5d.zarr")
+    made = {p.name for p in plots.plot_store(ds, tmp_path / "figs", dpi=60)}
+    assert made == {"series.png", "capacity_vs_rate.png", "offset_vs_rate.png", "kymograph.png"}
+    assert not list((tmp_path / "figs").glob(".*.tmp.png"))  # written under a temporary name, then renamed
+
+
+@pytest.mark.parametrize("figure", ["offset_vs_rate.png", "kymograph.png", "capacity_loss.png"])
+def test_axes_are_labelled_with_units(tmp_path, figure, monkeypatch):
+    grid = ["sweep=single", "+sweep.grid.eta=[0.3,1.0]", "+sweep.grid.blocked_fraction=[0.25]",
+            "+sweep.grid.rate_mA_per_g=[100,400]", "output=series_only", "output.line_cut=true", "sweep.chunk_size=4"]
+    _, ds = _synthetic_store(tmp_path, grid)
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path, dpi: figs.append(fig) or path)
+    assert plots.FIGURES[figure](ds, tmp_path / figure) is not None
+    (fig,) = figs
+    labels = [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes if ax.get_xlabel() or ax.get_ylabel()]
+    assert labels
+    units = {"offset_vs_rate.png": ("[min]", "[nm]", "[mAh/g]"), "kymograph.png": ("[nm]", "[mAh/g]"),
+             "capacity_loss.png": ("blocked fraction f", "$\\eta$", "[mAh/g]")}[figure]
+    text = " ".join(x + " " + y for x, y in labels)
+    assert all(u in text for u in units), text
