@@ -71,8 +71,9 @@ def main(argv=None):
         "|---|---|---|---|---|---|---|",
     ]
     for study, nr, nphi, n, m in rows:
+        cap_error = abs(m["capacity"] - reference["capacity"]) / reference["capacity"]
         lines.append(
-            f"| {study} | {nr} x {nphi} | {n} | {abs(m['capacity'] - reference['capacity']) / reference['capacity']:.1e}"
+            f"| {study} | {nr} x {nphi} | {n} | {cap_error:.1e}"
             f" | {m['d600'] - reference['d600']:+.2f} | {m['core600'] - reference['core600']:+.4f} | {m['wall']:.1f} |"
         )
     if not args.quick:

@@ -8,13 +8,12 @@ the 200 steps; the exact figures depend on the CPU's instruction set).
 import dataclasses
 
 import numpy as np
+from conftest import COARSE
+from helpers import batched, stack, unbatch
 
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-
-from conftest import COARSE
-from helpers import batched, stack, unbatch
 
 TIMES = np.array([300.0, 600.0, 900.0])
 
