@@ -147,8 +147,8 @@ class Observations:
         particle = str(particle)
         if particle not in self.radius_m:
             raise KeyError(f"no particle {particle!r} in {self.source or 'the observations'}; have {self.particles}")
-        return Observations(tuple(s for s in self.series if s.particle == particle), {particle: self.radius_m[particle]},
-                            self.source)
+        chosen = tuple(s for s in self.series if s.particle == particle)
+        return Observations(chosen, {particle: self.radius_m[particle]}, self.source)
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{s.particle}@{s.rate_mA_per_g:g} mA/g x{len(s)}" for s in self.series)
@@ -290,13 +290,12 @@ def from_columns(columns: Mapping[str, Iterable], source: str = "", first_line: 
                 f"{lines[rows[k]]} in the series of particle {p!r} at {rate:g} mA/g (sort each series by time)"
             )
 
-        def pick(quantity):
-            return values[quantity][rows].copy() if quantity in values else None
-
+        picked = {q: (values[q][rows].copy() if q in values else None)
+                  for q in ("d_sigma", "direction", "core_fraction", "core_fraction_sigma")}
         series.append(Series(
             particle=p, rate_mA_per_g=rate, time_s=t.copy(), d_nm=values["d"][rows].copy(),
-            d_sigma_nm=pick("d_sigma"), direction_rad=pick("direction"), core_fraction=pick("core_fraction"),
-            core_fraction_sigma=pick("core_fraction_sigma"), lines=lines[rows],
+            d_sigma_nm=picked["d_sigma"], direction_rad=picked["direction"], core_fraction=picked["core_fraction"],
+            core_fraction_sigma=picked["core_fraction_sigma"], lines=lines[rows],
         ))
     return Observations(tuple(series), radius, source)
 
