@@ -6,10 +6,10 @@ least-squares misfit
 
     chi2(p) = sum_i ((model_i(p) - data_i) / sigma_i) ** 2
 
-by gradient descent through the differentiable solver (optax ``lbfgs`` by default, ``adam`` as a fallback), from
-several starts, and reports standard errors and correlations from the Gauss-Newton Hessian ``J^T J`` at the optimum
-(``J`` = d weighted residuals / d parameters, by ``jax.jacfwd``), the chi2 profile along eta, and a warning for
-every parameter the data cannot identify.
+through the differentiable solver (Levenberg-Marquardt on the residuals by default; optax ``lbfgs`` and ``adam`` on
+chi2 as alternatives), from several starts, and reports standard errors and correlations from the Gauss-Newton
+Hessian ``J^T J`` at the optimum (``J`` = d weighted residuals / d parameters, by ``jax.jacfwd``), the chi2 profile
+along eta, and a warning for every parameter the data cannot identify.
 
 Fittable inputs and their reparameterisation (the optimiser works on the unconstrained ``u``):
 
@@ -102,6 +102,9 @@ PAD_POINTS = 8
 UNIDENTIFIABLE_SE = {"eta": 0.25, "blocked_fraction": 0.25, "arc_center_rad": 0.5}
 UNIDENTIFIABLE_RELATIVE_SE = 0.5
 UNIDENTIFIABLE_CONDITION = 1e10
+
+#: Optimisers of :func:`fit`: Levenberg-Marquardt on the residuals (default), optax L-BFGS and adam on chi2.
+METHODS = ("lm", "lbfgs", "adam")
 
 #: Every compilation the fit performed: (function, problem key, seconds). Tests use it to check for recompiles.
 COMPILE_LOG: list[tuple[str, Any, float]] = []
@@ -710,6 +713,63 @@ def _as_float_tree(tree):
     return jax.tree.map(lambda x: np.asarray(x, np.float64), tree)
 
 
+def _levenberg_marquardt(evaluate, u, mask, iterations: int, tol_chi2: float):
+    """Levenberg-Marquardt on the weighted residuals (the fit is a least-squares problem and the compiled
+    ``_evaluate`` already returns the residuals and their Jacobian, so no second program is compiled).
+
+    Args:
+        evaluate: ``u -> (chi2, r, J, curves)``.
+        u: start (unconstrained).
+        mask: 1 for free parameters, 0 for held ones.
+        iterations: most accepted steps.
+        tol_chi2: converged when the Gauss-Newton step predicts a chi2 decrease below this, or a step gains less.
+
+    Returns:
+        ``(u, chi2, accepted steps, converged, chi2 history)``.
+    """
+    free = np.asarray(mask, float) > 0
+    u = np.asarray(u, float)
+    chi2, r, jac, _ = evaluate(u)
+    history = [chi2]
+    damping = 1e-3
+    converged = False
+    steps = 0
+    if not math.isfinite(chi2):
+        return u, chi2, steps, converged, history
+    while steps < iterations and not converged:
+        jf = jac[:, free]
+        g = jf.T @ r
+        h = jf.T @ jf
+        scale = np.maximum(np.diag(h), 1e-12 * max(float(np.max(np.diag(h), initial=0.0)), 1e-300))
+        try:
+            gn = np.linalg.lstsq(h, -g, rcond=None)[0]
+        except np.linalg.LinAlgError:
+            gn = np.zeros_like(g)
+        if float(-g @ gn) <= 0.5 * tol_chi2:  # predicted chi2 decrease of the full Gauss-Newton step: 2 (-g . gn) / 2
+            converged = True
+            break
+        accepted = False
+        for _ in range(12):  # raise the damping until the step lowers chi2
+            delta = np.zeros_like(u)
+            delta[free] = np.linalg.solve(h + damping * np.diag(scale), -g)
+            trial = u + delta
+            c2, r_new, jac_new, _ = evaluate(trial)
+            if math.isfinite(c2) and c2 < chi2:
+                accepted = True
+                break
+            damping *= 4.0
+        if not accepted:
+            converged = True  # no descent direction left at this precision
+            break
+        steps += 1
+        drop = chi2 - c2
+        u, chi2, r, jac = trial, c2, r_new, jac_new
+        history.append(chi2)
+        damping = max(damping / 5.0, 1e-7)
+        converged = drop <= tol_chi2
+    return u, chi2, steps, converged, history
+
+
 def fit(
     observations: obs_mod.Observations | str | Path,
     params: Sequence[str] | str = ("eta",),
@@ -718,7 +778,7 @@ def fit(
     base: Params | None = None,
     start: Mapping[str, float] | None = None,
     numerics: Numerics | None = None,
-    method: str = "lbfgs",
+    method: str = "lm",
     n_candidates: int = 6,
     n_starts: int = 2,
     seed: int = 0,
@@ -742,17 +802,20 @@ def fit(
             ``make_params(surface_model=model, radius_m=<from the data>, **inputs)``.
         start: start values of fitted inputs (default: ``inputs``, else ``eta`` = 0.5 and the base's values).
         numerics: discretisation of the model (default :data:`DEFAULT_NUMERICS`).
-        method: ``"lbfgs"`` (optax L-BFGS with zoom line search) or ``"adam"``.
+        method: ``"lm"`` (default: Levenberg-Marquardt on the weighted residuals, reusing the one compiled
+            residual-and-Jacobian program; a few seconds per fit once compiled), ``"lbfgs"`` (optax L-BFGS with
+            zoom line search; compiles a second, larger program) or ``"adam"`` (optax).
         n_candidates: multi-start candidates (the start plus a seeded Halton sample of the ranges in the module
             docstring); chi2 is evaluated at each.
         n_starts: optimiser runs, from the best candidates.
         seed: seed of the candidate sample.
-        max_iterations: per optimiser run (default 40 for lbfgs, 150 for adam).
-        tolerance: a run stops when chi2 / 2 falls by less than ``tolerance`` x (chi2 / dof) on two consecutive
-            steps (a change far below one standard error).
+        max_iterations: per optimiser run (default 20 for lm, 40 for lbfgs, 150 for adam).
+        tolerance: a run stops when chi2 / 2 falls by less than ``tolerance`` x (chi2 / dof) (lm: on one step or as
+            predicted by the Gauss-Newton step; lbfgs/adam: on two consecutive steps), a change far below one
+            standard error.
         learning_rate: adam step size in the unconstrained parameters.
         profile: ``"grid"`` (chi2 along eta, other inputs at the optimum), ``"reoptimise"`` (others re-fitted at
-            every eta, warm-started; ``profile_iterations`` L-BFGS steps each) or None.
+            every eta, warm-started; ``profile_iterations`` optimiser steps each) or None.
         profile_points: eta values of the profile (optimum +- max(4 standard errors, 0.05)).
         profile_iterations: optimiser steps per profile point with ``"reoptimise"``.
         verbose: print progress.
@@ -867,12 +930,17 @@ def fit(
     candidate_report = [{"start": _physical_dict(scored[i][1], scales, problem), "chi2": scored[i][0]} for i in order]
 
     # ---- optimiser runs -------------------------------------------------------------------------------------
-    spec = OptimiserSpec(method=method, learning_rate=learning_rate)
-    optimiser = spec.build()
-    max_iterations = max_iterations or (40 if method == "lbfgs" else 150)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(map(repr, METHODS))}")
+    max_iterations = max_iterations or {"lm": 20, "lbfgs": 40, "adam": 150}[method]
     noise_scale = 1.0  # chi2 / dof in units of the weights: refined after the first run
 
     def run(u_init, mask, iterations):
+        """One optimiser run: (best u, its chi2, iterations, converged, history of chi2)."""
+        if method == "lm":
+            return _levenberg_marquardt(chi2_at, u_init, mask, iterations, 2 * tolerance * noise_scale)
+        spec = OptimiserSpec(method=method, learning_rate=learning_rate)
+        optimiser = spec.build()
         ex = extra._replace(mask=np.asarray(mask, float))
         u = np.asarray(u_init, float)
         state = optimiser.init(u)
@@ -880,21 +948,21 @@ def fit(
         history, best = [], (math.inf, u)
         small = 0
         converged = False
-        for it in range(iterations):
+        n_iterations = 0
+        while n_iterations < iterations and not converged:
+            n_iterations += 1
             u_new, state, value, grad = step(u, state, ex)
             value = float(value)
-            history.append(value)
+            history.append(2 * value)
             if value < best[0]:
                 best = (value, u)
             if not np.all(np.isfinite(np.asarray(u_new))):
                 break
             u = np.asarray(u_new)
             if len(history) > 1:
-                drop = history[-2] - history[-1]
+                drop = 0.5 * (history[-2] - history[-1])
                 small = small + 1 if abs(drop) <= tolerance * noise_scale else 0
-                if small >= 2 or float(np.max(np.abs(np.asarray(grad)))) == 0.0:
-                    converged = True
-                    break
+                converged = small >= 2 or float(np.max(np.abs(np.asarray(grad)))) == 0.0
         final = float(np.asarray(optax.tree.get(state, "value"))) if method == "lbfgs" else math.nan
         if method == "lbfgs" and math.isfinite(final) and final < best[0]:
             best = (final, u)
@@ -902,7 +970,7 @@ def fit(
             c2, *_ = chi2_at(u)
             if 0.5 * c2 < best[0]:
                 best = (0.5 * c2, u)
-        return best[1], 2 * best[0], it + 1, converged, history
+        return best[1], 2 * best[0], n_iterations, converged, history
 
     runs = []
     for rank, i in enumerate(order[: max(n_starts, 1)]):
@@ -918,7 +986,7 @@ def fit(
         runs[-1] = (c2, u_best, {"start": _physical_dict(u_start, scales, problem),
                                  "end": _physical_dict(u_best, scales, problem), "chi2": c2,
                                  "iterations": iterations, "converged": converged,
-                                 "history_chi2": [2 * h for h in history]})
+                                 "history_chi2": list(history)})
     c2_best, u_best, _ = min(runs, key=lambda r: r[0])
     starts_report = [r[2] for r in runs]
     if sum(1 for r in runs if r[2]["converged"]) == 0:
