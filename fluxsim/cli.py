@@ -230,6 +230,10 @@ def main() -> None:
     """Console entry point (``fluxsim``)."""
     if len(sys.argv) > 1 and sys.argv[1] == "plot":
         raise SystemExit(plot_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "fit":
+        from fluxsim.fit_cli import main as fit_main
+
+        raise SystemExit(fit_main(sys.argv[2:]))
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
     _hydra_main()
 
