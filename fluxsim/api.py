@@ -75,12 +75,20 @@ def make_diffusivity(
         d = np.asarray(table_D_m2_per_s, float)
         if th.ndim != 1 or th.shape != d.shape or th.size < 2:
             raise ValueError("table_theta and table_D_m2_per_s must be 1-D of equal length >= 2")
+        if not np.all(np.isfinite(th)):
+            raise ValueError(f"table_theta = {th.tolist()} must be finite")
         if np.any(np.diff(th) <= 0):
-            raise ValueError("table_theta must be strictly increasing")
+            k = int(np.argmax(np.diff(th) <= 0)) + 1
+            raise ValueError(f"table_theta = {th.tolist()} must be strictly increasing (entry {k}: {th[k]!r} <= "
+                             f"{th[k - 1]!r})")
         if th[0] < 0 or th[-1] > 1:
-            raise ValueError(f"table_theta must lie within [0, 1], got [{th[0]}, {th[-1]}]")
-        if np.any(~(d > 0)) or not np.all(np.isfinite(d)):
-            raise ValueError("table_D_m2_per_s must be finite and > 0 everywhere")
+            raise ValueError(f"table_theta = {th.tolist()} is outside the allowed range [0, 1] (it spans "
+                             f"[{th[0]!r}, {th[-1]!r}])")
+        bad = ~(d > 0) | ~np.isfinite(d)
+        if np.any(bad):
+            k = int(np.argmax(bad))
+            raise ValueError(f"table_D_m2_per_s = {d.tolist()} must be finite and > 0 m2/s everywhere (entry {k}: "
+                             f"{d[k]!r} is outside the allowed range (0, inf))")
         base = TabulatedDiffusivity(th, d)
     else:
         raise ValueError(f"unknown diffusivity law {law!r}; allowed: 'power_law', 'constant', 'tabulated'")
@@ -132,15 +140,21 @@ def make_params(
         _check_range("eta", eta, 0, None)
     _check_range("blocked_fraction", blocked_fraction, 0, 1)
     _check_range("arc_center_rad", arc_center_rad, unit=" rad")
-    if float(blocked_fraction) == 1.0 and float(eta) == 0.0:
-        raise ValueError("no active surface: blocked_fraction = 1 with eta = 0 lets no Li out")
+    arcs = [(float(blocked_fraction), float(eta))]
     if extra_arcs is not None:
         extra_arcs = np.asarray(extra_arcs, float).reshape(-1, 3)
         for k, (_, frac, eta_k) in enumerate(extra_arcs):
             _check_range(f"extra_arcs[{k}] fraction", frac, 0, 1)
             _check_range(f"extra_arcs[{k}] eta", eta_k, 0, 1 if surface_model == "A" else None)
+            arcs.append((float(frac), float(eta_k)))
         if float(blocked_fraction) + extra_arcs[:, 1].sum() > 1:
             raise ValueError("the blocked arcs cover more than the whole perimeter (fractions sum > 1)")
+    open_fraction = 1.0 - sum(f for f, _ in arcs)
+    if open_fraction <= 0 and all(f == 0 or e == 0 for f, e in arcs):
+        raise ValueError(
+            f"no active surface: blocked_fraction = {float(blocked_fraction)!r} with eta = {float(eta)!r} lets no Li "
+            "out (allowed: eta > 0 or blocked_fraction < 1)"
+        )
     if eta_profile is not None:
         eta_profile = np.asarray(eta_profile, float)
         if eta_profile.ndim != 1 or eta_profile.size < 2 or np.any(eta_profile < 0) or not eta_profile.any():

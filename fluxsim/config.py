@@ -97,6 +97,15 @@ NOT_IN_IDENTITY = ("hydra", "runtime", "sweep.shard", "output.store", "output.pl
 
 POINT_DIM = "point"
 
+#: "Too coarse for the run" (:func:`check_resolution`): every blocked arc with 0 < fraction, and the open rest of the
+#: perimeter when there is one, must span at least this many surface node spacings (2 pi R / nphi). A narrower arc
+#: falls inside one node's dual arc: its total current is still exact, but not where it goes, so the core offset it
+#: causes is not resolved.
+MIN_ARC_NODES = 1.0
+#: "Too coarse for the run": every protocol step must save at least this many states (n_steps / save_every), so
+#: that each step's series (d(t), core fraction, ...) is more than a straight line between its end points.
+MIN_SAVES_PER_STEP = 4
+
 #: The checkout: ``conf/`` (config groups) and ``sweeps/`` (the preset studies, group ``preset``) lie beside the
 #: package. ``conf/config.yaml`` puts ``sweeps/`` on hydra's search path through ``${fluxsim_root:}``.
 ROOT = Path(__file__).resolve().parent.parent
@@ -355,6 +364,8 @@ def _base_inputs(cfg: Mapping) -> dict:
                 value = [_number(f"{path}[{i}]", x) for i, x in enumerate(value)]
         elif not isinstance(value, str):
             raise ConfigError(f"{path} = {value!r} must be a string")
+        elif name == "diffusivity" and value not in _LAW_INPUTS:
+            raise ConfigError(f"{path} = {value!r} is not a known D law; allowed: {', '.join(_LAW_INPUTS)}")
         inputs[name] = value
     return inputs
 
@@ -388,6 +399,9 @@ def _protocol(cfg: Mapping) -> tuple:
             continue
         if step.get("rate_mA_per_g") is not None:
             kw["rate_mA_per_g"] = _number(f"{where}.rate_mA_per_g", step["rate_mA_per_g"])
+            if not kw["rate_mA_per_g"] > 0:
+                raise ConfigError(f"{where}.rate_mA_per_g = {kw['rate_mA_per_g']!r} mA/g ({kind}) is outside the "
+                                  "allowed range (0, inf]")
         if step.get("max_duration_s") is not None:
             kw["max_duration_s"] = _number(f"{where}.max_duration_s", step["max_duration_s"], allow_inf=True)
         if step.get("until_cutoff") is not None:
@@ -433,17 +447,22 @@ def _values(path: str, spec) -> np.ndarray:
         start, stop = _number(f"{path}.start", spec["start"]), _number(f"{path}.stop", spec["stop"])
         num = _number(f"{path}.num", spec["num"], integer=True)
         if num < 1:
-            raise ConfigError(f"{path}.num = {num} must be >= 1")
+            raise ConfigError(f"{path}.num = {num} gives a sweep with no points: it must be >= 1")
         if spec.get("log", False):
             if not (start > 0 and stop > 0):
                 raise ConfigError(f"{path}: a log-spaced range needs start > 0 and stop > 0")
-            return np.geomspace(start, stop, num)
-        return np.linspace(start, stop, num)
-    if not isinstance(spec, list) or not spec:
+            values = np.geomspace(start, stop, num)
+        else:
+            values = np.linspace(start, stop, num)
+    elif isinstance(spec, list) and not spec:
+        raise ConfigError(f"{path} = [] gives a sweep with no points: give at least one value")
+    elif not isinstance(spec, list):
         raise ConfigError(f"{path} must be a non-empty list of numbers or {{start, stop, num[, log]}}")
-    values = np.array([_number(f"{path}[{i}]", v, allow_inf=True) for i, v in enumerate(spec)])
+    else:
+        values = np.array([_number(f"{path}[{i}]", v, allow_inf=True) for i, v in enumerate(spec)])
     if len(np.unique(values)) != len(values):
-        raise ConfigError(f"{path} has repeated values {list(values)}: a dimension coordinate must be unique")
+        raise ConfigError(f"{path} has repeated values {[float(v) for v in values]}: a dimension coordinate must be "
+                          "unique")
     return values
 
 
@@ -519,6 +538,10 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
             inputs[key] = _number(f"sweep.points[{i}].{key}", value, allow_inf=True)
         if "label" not in point:
             labels.append(f"point {i}")
+        for j, other in enumerate(point_inputs):
+            if {**base, **other} == {**base, **inputs}:
+                raise ConfigError(f"sweep.points[{i}] repeats sweep.points[{j}] ({inputs}): every point of a sweep "
+                                  "must differ (repeated values)")
         point_inputs.append(inputs)
 
     point_coords: dict[str, np.ndarray] = {}
@@ -687,6 +710,7 @@ def load(cfg) -> JobConfig:
         except (ValueError, TypeError) as err:
             where = "" if sweep.size == 1 else f"sweep point {i} ({_describe(sweep, i)}): "
             raise ConfigError(f"{where}{err}") from None
+    check_resolution(numerics, protocol, sweep)
     ident = identity(container)
     return JobConfig(
         base_inputs=base,
@@ -700,6 +724,51 @@ def load(cfg) -> JobConfig:
         identity_yaml=dump_yaml(ident),
         config_hash=config_hash(container),
     )
+
+
+def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
+    """Refuse numerics too coarse for the run (before any compute).
+
+    * angular: at ``numerics.nphi`` nodes per ring, every blocked arc of every sweep point (``blocked_fraction`` and
+      the fractions of ``extra_arcs``) with a nonzero fraction, and the open rest of the perimeter when there is
+      one, must span at least :data:`MIN_ARC_NODES` node spacings; an ``eta_profile`` needs at least as many nodes as
+      samples;
+    * time: every protocol step must save at least :data:`MIN_SAVES_PER_STEP` states (``n_steps / save_every``).
+
+    Raises:
+        ConfigError: naming the numerics key, its value, the input it cannot resolve and what would do.
+    """
+    nphi = numerics.nphi
+    for i, step in enumerate(protocol):
+        n_steps = step.n_steps or numerics.n_steps
+        saves = n_steps // numerics.save_every
+        if saves < MIN_SAVES_PER_STEP:
+            key = f"protocol.steps[{i}].n_steps" if step.n_steps else "numerics.n_steps"
+            raise ConfigError(
+                f"{key} = {n_steps} is too coarse for protocol step {i} ({step.kind}): with numerics.save_every = "
+                f"{numerics.save_every} it saves {saves} state(s); at least {MIN_SAVES_PER_STEP} are needed "
+                f"(n_steps >= {MIN_SAVES_PER_STEP * numerics.save_every})"
+            )
+    min_fraction = MIN_ARC_NODES / nphi
+    for i, inputs in enumerate(sweep.inputs):
+        arcs = [("blocked_fraction", float(inputs.get("blocked_fraction", 0.0)))]
+        arcs += [(f"extra_arcs[{k}] fraction", float(row[1])) for k, row in enumerate(inputs.get("extra_arcs") or ())]
+        rest = 1.0 - sum(f for _, f in arcs)
+        arcs.append(("open rest of the perimeter (1 - blocked fractions)", rest))
+        for name, fraction in arcs:
+            if fraction <= 0 or fraction >= min_fraction:
+                continue
+            where = "" if sweep.size == 1 else f" (sweep point {i}: {_describe(sweep, i)})"
+            needed = math.ceil(MIN_ARC_NODES / fraction - 1e-9)
+            raise ConfigError(
+                f"numerics.nphi = {nphi} is too coarse for {name} = {fraction:.6g}{where}: the arc spans "
+                f"{fraction * nphi:.3g} surface node spacings, at least {MIN_ARC_NODES:g} are needed (allowed: a "
+                f"fraction of 0 or >= {min_fraction:.6g}, or nphi >= {needed})"
+            )
+        profile = inputs.get("eta_profile")
+        if profile is not None and len(profile) > nphi:
+            raise ConfigError(f"numerics.nphi = {nphi} is too coarse for eta_profile with {len(profile)} samples: "
+                              f"at least as many surface nodes as samples are needed (nphi >= {len(profile)})")
 
 
 def _describe(sweep: SweepSpec, flat: int) -> str:

@@ -88,7 +88,8 @@ def check_protocol(protocol) -> tuple:
         if not isinstance(step, Charge | Discharge | Rest):
             raise TypeError(f"protocol step {i} must be Charge, Rest or Discharge, got {step!r}")
         if step.rate_mA_per_g is not None and not step.rate_mA_per_g > 0 and step.kind != "rest":
-            raise ValueError(f"protocol step {i} ({step.kind}): rate_mA_per_g must be > 0, got {step.rate_mA_per_g}")
+            raise ValueError(f"protocol step {i} ({step.kind}): rate_mA_per_g = {step.rate_mA_per_g!r} mA/g is outside "
+                             "the allowed range (0, inf]")
         if not step.max_duration_s > 0:
             raise ValueError(f"protocol step {i} ({step.kind}): duration must be > 0 s, got {step.max_duration_s}")
         if step.kind == "rest" and not math.isfinite(step.duration_s):
