@@ -816,7 +816,7 @@ def fit(
         learning_rate: adam step size in the unconstrained parameters.
         profile: ``"grid"`` (chi2 along eta, other inputs at the optimum), ``"reoptimise"`` (others re-fitted at
             every eta, warm-started; ``profile_iterations`` optimiser steps each) or None.
-        profile_points: eta values of the profile (optimum +- max(4 standard errors, 0.05)).
+        profile_points: eta values of the profile (optimum +- 4 standard errors, at least +- 0.01).
         profile_iterations: optimiser steps per profile point with ``"reoptimise"``.
         verbose: print progress.
         **inputs: fixed inputs of :func:`fluxsim.api.make_params` (``blocked_fraction=0.25``, ...); for fitted
@@ -840,6 +840,8 @@ def fit(
             raise ValueError(f"cannot fit {n!r}; fittable inputs: {sorted(FITTABLE)}")
     if len(set(names)) != len(names):
         raise ValueError(f"parameter listed twice: {names}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(map(repr, METHODS))}")
     numerics = numerics or DEFAULT_NUMERICS
     particle = observations.particles[0]
 
@@ -930,8 +932,6 @@ def fit(
     candidate_report = [{"start": _physical_dict(scored[i][1], scales, problem), "chi2": scored[i][0]} for i in order]
 
     # ---- optimiser runs -------------------------------------------------------------------------------------
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; allowed: {', '.join(map(repr, METHODS))}")
     max_iterations = max_iterations or {"lm": 20, "lbfgs": 40, "adam": 150}[method]
     noise_scale = 1.0  # chi2 / dof in units of the weights: refined after the first run
 
@@ -1036,8 +1036,8 @@ def fit(
             raise ValueError(f"profile must be 'grid', 'reoptimise' or None, got {profile!r}")
         ie = names.index("eta")
         eta_hat = values["eta"]
-        half = max(4 * standard_errors["eta"] if math.isfinite(standard_errors["eta"]) else 0.0, 0.05)
-        half = min(half, 0.5)
+        se_eta = standard_errors["eta"]
+        half = min(max(4 * se_eta, 0.01), 0.5) if math.isfinite(se_eta) else 0.25  # +- 4 SE: the 1-sigma band and more
         lo = max(eta_hat - half, 0.005)
         hi = min(eta_hat + half, 0.995) if model == "A" else eta_hat + half
         grid = np.linspace(lo, hi, profile_points)
