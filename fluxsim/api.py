@@ -79,16 +79,16 @@ def make_diffusivity(
             raise ValueError(f"table_theta = {th.tolist()} must be finite")
         if np.any(np.diff(th) <= 0):
             k = int(np.argmax(np.diff(th) <= 0)) + 1
-            raise ValueError(f"table_theta = {th.tolist()} must be strictly increasing (entry {k}: {th[k]!r} <= "
-                             f"{th[k - 1]!r})")
+            raise ValueError(f"table_theta = {th.tolist()} must be strictly increasing (entry {k}: {float(th[k])!r} <= "
+                             f"{float(th[k - 1])!r})")
         if th[0] < 0 or th[-1] > 1:
             raise ValueError(f"table_theta = {th.tolist()} is outside the allowed range [0, 1] (it spans "
-                             f"[{th[0]!r}, {th[-1]!r}])")
+                             f"[{float(th[0])!r}, {float(th[-1])!r}])")
         bad = ~(d > 0) | ~np.isfinite(d)
         if np.any(bad):
             k = int(np.argmax(bad))
             raise ValueError(f"table_D_m2_per_s = {d.tolist()} must be finite and > 0 m2/s everywhere (entry {k}: "
-                             f"{d[k]!r} is outside the allowed range (0, inf))")
+                             f"{float(d[k])!r} is outside the allowed range (0, inf))")
         base = TabulatedDiffusivity(th, d)
     else:
         raise ValueError(f"unknown diffusivity law {law!r}; allowed: 'power_law', 'constant', 'tabulated'")

@@ -120,10 +120,12 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
     from fluxsim import store as store_mod
     from fluxsim import sweep as sweep_mod
 
-    _configure_jax(job.runtime)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store_path = Path(job.output.store) if job.output.store else out_dir / "results.zarr"
+    # Before any JAX work: the store can be written, and an existing one was written with this config and version.
+    store_mod.check_output(store_path, job, overwrite=job.output.overwrite)
+    _configure_jax(job.runtime)
     devs = sweep_mod.devices(job.runtime.devices)
     job = resolve_chunk_size(job, store_path, devs)
     writer = store_mod.StoreWriter(store_path, job, overwrite=job.output.overwrite)
@@ -147,9 +149,13 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
                  timing["compute_s"], rate, 1 / rate if rate else float("nan"))
     ds = store_mod.open_store(store_path)
     log.info("store %s: %s", store_path, store_mod.summary(ds))
-    failed = int(((ds["status"] > 0) & ds["done"]).sum())
+    failed = store_mod.failed_points(ds)
     if failed:
-        log.warning("%d point(s) finished with a nonzero status (see the 'status' variable)", failed)
+        log.error("%d point(s) failed (nonzero 'status'; the other points are complete):", len(failed))
+        for line in failed[:MAX_LISTED]:
+            log.error("  %s", line)
+        if len(failed) > MAX_LISTED:
+            log.error("  ... and %d more (ds.where(ds.status > 0))", len(failed) - MAX_LISTED)
     complete = bool(ds["done"].all())
     if shard and not complete:
         log.info("shard %d/%d done; other shards are still writing %s. The job that completes the study draws the "
@@ -161,6 +167,21 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
             log.info("wrote %s", path)
     ds.close()
     return store_path
+
+
+#: Failed points listed by name at the end of a run.
+MAX_LISTED = 20
+
+#: Exit status of ``fluxsim`` when the study ran but some points failed (``status > 0`` in the store).
+EXIT_POINTS_FAILED = 4
+
+
+def count_failed(store_path: str | Path) -> int:
+    """Points of a store with a nonzero ``status`` (failure bits; chunk_failed points are retried on the next run)."""
+    from fluxsim.store import open_store
+
+    with open_store(store_path) as ds:
+        return int((ds["status"] > 0).sum())
 
 
 def _fail(writer):
@@ -189,8 +210,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     from fluxsim.store import StoreMismatchError
 
     try:
-        run_job(job, out_dir)
-    except config_mod.ConfigError as err:  # found at run time (sweep.chunk_size=auto)
+        store_path = run_job(job, out_dir)
+    except config_mod.ConfigError as err:  # found at run time (unwritable store, sweep.chunk_size=auto)
         log.error("invalid config: %s", err)
         raise SystemExit(2) from None
     except StoreMismatchError as err:
@@ -199,12 +220,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         log.warning("interrupted: finished chunks are in the store; run the same command again to resume")
         raise SystemExit(130) from None
-    log.info("done in %.1f s", time.perf_counter() - start)
+    failed = count_failed(store_path)
+    log.info("done in %.1f s%s", time.perf_counter() - start, f"; {failed} point(s) failed" if failed else "")
     try:
         shown = out_dir.relative_to(Path.cwd())
     except ValueError:
         shown = out_dir
     print(shown, flush=True)
+    if failed:
+        raise SystemExit(EXIT_POINTS_FAILED)
 
 
 def plot_main(argv: list[str]) -> int:

@@ -692,13 +692,6 @@ def load(cfg) -> JobConfig:
     protocol = _protocol(container)
     numerics = _numerics(container, protocol)
     sweep = _sweep(container, base, protocol)
-    output = _output(container, sweep, protocol)
-    runtime = _runtime(container)
-    if sweep.shard is not None and output.overwrite:
-        raise ConfigError(
-            "output.overwrite=true cannot be combined with sweep.shard: one shard would delete the store the others "
-            "are writing. Delete the store once, then start the shards."
-        )
     try:  # the groups' own values, even where the sweep replaces them (a typo there is still a typo)
         make_params(**base)
     except (ValueError, TypeError) as err:
@@ -711,6 +704,13 @@ def load(cfg) -> JobConfig:
             where = "" if sweep.size == 1 else f"sweep point {i} ({_describe(sweep, i)}): "
             raise ConfigError(f"{where}{err}") from None
     check_resolution(numerics, protocol, sweep)
+    output = _output(container, sweep, protocol)
+    runtime = _runtime(container)
+    if sweep.shard is not None and output.overwrite:
+        raise ConfigError(
+            "output.overwrite=true cannot be combined with sweep.shard: one shard would delete the store the others "
+            "are writing. Delete the store once, then start the shards."
+        )
     ident = identity(container)
     return JobConfig(
         base_inputs=base,

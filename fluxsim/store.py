@@ -39,7 +39,7 @@ import xarray as xr
 from omegaconf import OmegaConf
 
 import fluxsim
-from fluxsim.config import INPUTS, POINT_DIM, JobConfig
+from fluxsim.config import INPUTS, POINT_DIM, ConfigError, JobConfig
 from fluxsim.sweep import STATUS_CHUNK_FAILED, STATUS_MEANINGS, Block
 
 TIME = "time"
@@ -52,7 +52,7 @@ PROTOCOL_STEP = "protocol_step"
 
 
 class StoreMismatchError(RuntimeError):
-    """An existing store was written with a different config."""
+    """An existing store was written with a different config or another fluxsim version."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,11 +261,7 @@ class StoreWriter:
         if problem is None:
             return
         if not overwrite:
-            diff = _identity_diff(old, job.identity_yaml) if old else ""
-            raise StoreMismatchError(
-                f"refusing to write into {self.path}: {problem}.\n{diff}\nUse another output.store, delete "
-                "the store, or set output.overwrite=true to replace it."
-            )
+            raise _mismatch(self.path, problem, old, job)
         shutil.rmtree(self.path)
         if not self._create():
             raise StoreMismatchError(f"{self.path} was re-created by another process while being replaced")
@@ -292,25 +288,11 @@ class StoreWriter:
 
     def _open_existing(self) -> tuple[str | None, str | None]:
         """Re-open an existing store: ``(None, identity)`` when this job may resume it, else ``(problem, identity)``."""
-        try:
-            existing = xr.open_zarr(self.path, consolidated=False)
-            old = existing.attrs.get("config_identity")
-        except Exception as err:  # noqa: BLE001 - a broken store: report it as such
-            return f"it cannot be read as a fluxsim store ({err})", None
-        try:
-            if old != self.job.identity_yaml:
-                return "it was written with a different config", old
-            chunks = tuple(existing.attrs.get("chunk_shape", ()))
-            if chunks != tuple(self.job.sweep.chunk_shape):
-                mine = list(self.job.sweep.chunk_shape)
-                return (f"it is chunked in blocks of {list(chunks)} points, this job in blocks of {mine} (with "
-                        "sweep.chunk_size=auto, give runtime.memory_budget_gb the value the store was created with, "
-                        "or set sweep.chunk_size)"), None
-            self.done = np.asarray(existing[DONE].values, bool)
+        problem, old, done = _inspect(self.path, self.job)
+        if problem is None:
+            self.done = done
             self.resumed = True
-            return None, old
-        finally:
-            existing.close()
+        return problem, old
 
     def is_done(self, block: Block) -> bool:
         return bool(self.done[block.region].all())
@@ -334,6 +316,73 @@ class StoreWriter:
     def fail(self, block: Block, error: BaseException) -> None:
         """Record a block whose computation raised (status bit ``chunk_failed``; not done, so a rerun retries)."""
         self._write(block, {"status": np.full(block.shape, STATUS_CHUNK_FAILED, np.int8)})
+
+
+def _inspect(path: Path, job: JobConfig) -> tuple[str | None, str | None, np.ndarray | None]:
+    """Whether ``job`` may resume the existing store at ``path``: ``(problem or None, its identity, its done flags)``.
+
+    Refused: a store that cannot be read, one written with another config (``config_identity``) or by another
+    fluxsim version (``fluxsim_version``; results may differ between versions), or one chunked differently (checked
+    only once the job's chunking is known).
+    """
+    try:
+        existing = xr.open_zarr(path, consolidated=False)
+        old = existing.attrs.get("config_identity")
+    except Exception as err:  # noqa: BLE001 - a broken store: report it as such
+        return f"it cannot be read as a fluxsim store ({err})", None, None
+    try:
+        if old != job.identity_yaml:
+            return "it was written with a different config", old, None
+        version = existing.attrs.get("fluxsim_version")
+        if version != fluxsim.__version__:
+            return (f"it was written by fluxsim {version}, this is fluxsim {fluxsim.__version__} (results may differ "
+                    "between versions)"), None, None
+        chunks = tuple(existing.attrs.get("chunk_shape", ()))
+        if job.sweep.chunk_shape is not None and chunks != tuple(job.sweep.chunk_shape):
+            mine = list(job.sweep.chunk_shape)
+            return (f"it is chunked in blocks of {list(chunks)} points, this job in blocks of {mine} (with "
+                    "sweep.chunk_size=auto, give runtime.memory_budget_gb the value the store was created with, "
+                    "or set sweep.chunk_size)"), None, None
+        return None, old, np.asarray(existing[DONE].values, bool)
+    finally:
+        existing.close()
+
+
+def _mismatch(path: Path, problem: str, old: str | None, job: JobConfig) -> StoreMismatchError:
+    diff = _identity_diff(old, job.identity_yaml) if old else ""
+    return StoreMismatchError(
+        f"refusing to write into {path}: {problem}.\n{diff}\nUse another output.store, delete the store, or set "
+        "output.overwrite=true to replace it."
+    )
+
+
+def check_output(path: str | Path, job: JobConfig, *, overwrite: bool = False) -> None:
+    """Before any compute: the store's folder can be written, and an existing store there may be resumed.
+
+    Creates the store's parent folders (as writing it would) and writes and removes a probe file where the store's
+    files go.
+
+    Raises:
+        ConfigError: the path cannot be written (names ``output.store``, the path and the reason).
+        StoreMismatchError: an existing store was written with another config or fluxsim version (and
+            ``overwrite`` is false).
+    """
+    path = Path(path)
+    key = f"output.store = {str(path)!r}" if job.output.store else f"the store path {str(path)!r}"
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"{path} exists and is not a directory")
+        folder = path if path.exists() else path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".fluxsim-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"{key} cannot be written ({err}); choose a writable output.store") from None
+    if path.exists() and not overwrite:
+        problem, old, _ = _inspect(path, job)
+        if problem is not None:
+            raise _mismatch(path, problem, old, job)
 
 
 def existing_chunk_shape(path: str | Path, job: JobConfig) -> tuple[int, ...] | None:
@@ -367,6 +416,30 @@ def summary(ds: xr.Dataset) -> str:
     """A one-paragraph summary of a store (dims, progress, failures)."""
     done = int(ds[DONE].sum())
     total = int(ds[DONE].size)
-    failed = int(((ds["status"] > 0) & ds[DONE]).sum())
+    failed = int((ds["status"] > 0).sum())
     dims = ", ".join(f"{d}={n}" for d, n in ds.sizes.items())
     return f"{done}/{total} points done, {failed} failed; dims: {dims}"
+
+
+def status_names(status: int) -> str:
+    """The failure bits of a ``status`` value, by name (``"nonfinite_output+newton_not_converged"``)."""
+    if status < 0:
+        return "not_computed"
+    return "+".join(name for bit, name in STATUS_MEANINGS.items() if status & bit) or "ok"
+
+
+def failed_points(ds: xr.Dataset) -> list[str]:
+    """One line per point with a nonzero status: its position, inputs and failure bits (C order over the sweep)."""
+    sweep_dims = tuple(ds.attrs.get("sweep_dims", ds["status"].dims))
+    status = np.asarray(ds["status"].values)
+    lines = []
+    for index in zip(*np.nonzero(status > 0), strict=True):
+        point = ds["status"][dict(zip(sweep_dims, index, strict=True))]
+
+        values = {k: v.item() for k, v in point.coords.items() if v.ndim == 0}
+        text = {k: f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()}
+        inputs = ", ".join(t for k, t in text.items() if k not in sweep_dims)
+        value = int(status[index])
+        lines.append(f"{', '.join(text[d] for d in sweep_dims)}{f' ({inputs})' if inputs else ''}: "
+                     f"status {value} ({status_names(value)})")
+    return lines
