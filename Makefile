@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-all lint bench clean
+.PHONY: run test test-all lint bench figures clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# The README's figures: the fig4, fig5b and fig5d presets at default numerics, PNGs copied to docs/figures/.
+figures: $(STAMP)
+	mkdir -p docs/figures
+	for p in fig4 fig5b fig5d; do \
+		dir=$$($(BIN)/fluxsim preset=$$p runtime.progress=false | tail -n 1) && \
+		for f in $$dir/*.png; do cp $$f docs/figures/$$p-$$(basename $$f); done || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache
