@@ -118,8 +118,9 @@ def main(argv=None):
     for f in fem:
         cost = equal_accuracy_cost(front, f["d_error_nm"])
         if cost is None:
+            span = f"{front[-1]['d_error_nm']:.2f}-{front[0]['d_error_nm']:.2f} nm"
             print(f"equal accuracy: FEM {f['resolution']} (d error {f['d_error_nm']:.2f} nm) is outside the range "
-                  f"of the fluxsim resolutions measured ({front[-1]['d_error_nm']:.2f}-{front[0]['d_error_nm']:.2f} nm)")
+                  f"of the fluxsim resolutions measured ({span})")
             continue
         ratios.append((f["resolution"], f"{cost:.3g} s / sim (interpolated)", f["seconds_per_sim"] / cost))
         print(f"equal accuracy: FEM {f['resolution']}, {f['seconds_per_sim']:.3g} s / sim, vs fluxsim "

@@ -104,8 +104,8 @@ def main(argv=None):
         print(f"{label:32s} {row['compile_s']:11.1f} {row['median_s']:9.3f} {row['ratio_to_forward']:9.2f} "
               f"{row['temp_bytes'] / 1e6:10.1f}")
     print(f"reverse vs forward-mode gradient: max relative difference {agreement:.1e}")
-    print(f"target: value_and_grad / forward <= 3: checkpoint {rows['value_and_grad, checkpoint']['ratio_to_forward']:.2f}, "
-          f"no checkpoint {rows['value_and_grad, no checkpoint']['ratio_to_forward']:.2f}")
+    with_cp, without = (rows[f"value_and_grad, {k}"]["ratio_to_forward"] for k in ("checkpoint", "no checkpoint"))
+    print(f"target: value_and_grad / forward <= 3: checkpoint {with_cp:.2f}, no checkpoint {without:.2f}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(dict(
             resolution=dict(nr=args.nr, nphi=args.nphi, n_steps=args.n_steps), inputs=INPUTS, rows=rows,

@@ -61,7 +61,8 @@ print("JSON" + json.dumps(rows))
 
 
 def pybamm_rows(python: str, rates, cells, repeats):
-    code = CHILD.format(tests=str(ROOT / "tests"), rates=[float(r) for r in rates], cells=[int(c) for c in cells], repeats=repeats)
+    code = CHILD.format(tests=str(ROOT / "tests"), rates=[float(r) for r in rates], cells=[int(c) for c in cells],
+                        repeats=repeats)
     proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     if proc.returncode != 0:

@@ -29,7 +29,6 @@ from jax._src.dispatch import BACKEND_COMPILE_EVENT  # noqa: E402
 
 from fluxsim import config, sweep  # noqa: E402
 
-
 COMPILES: list[float] = []
 
 
