@@ -759,7 +759,8 @@ def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
             if fraction <= 0 or fraction >= min_fraction:
                 continue
             where = "" if sweep.size == 1 else f" (sweep point {i}: {_describe(sweep, i)})"
-            needed = math.ceil(MIN_ARC_NODES / fraction - 1e-9)
+            needed = MIN_ARC_NODES / fraction
+            needed = math.ceil(needed - 1e-9) if needed < 1e12 else f"{needed:.3g}"  # a subnormal fraction: inf
             raise ConfigError(
                 f"numerics.nphi = {nphi} is too coarse for {name} = {fraction:.6g}{where}: the arc spans "
                 f"{fraction * nphi:.3g} surface node spacings, at least {MIN_ARC_NODES:g} are needed (allowed: a "
