@@ -146,16 +146,18 @@ def test_standard_error_matches_the_spread_over_noise_seeds():
 @pytest.mark.slow
 def test_model_b_recovers_eta_and_film_resistance():
     """Model B (film resistance): the flux split, hence the asymmetry, depends on the rate; eta and r_NMC are both
-    recovered within 10 %."""
-    truth = {"eta": 0.3, "r_NMC_ohm_m2": 0.05}
+    recovered within 10 %. With r_NMC = 0.02 Ohm m2 (the low end of the tested range) the open-circuit potential
+    evens out the flux at low rates, so d grows with the rate (with 0.05 and above it barely depends on it)."""
+    truth = {"eta": 0.3, "r_NMC_ohm_m2": 0.02}
     params = make_params(surface_model="B", blocked_fraction=BLOCKED, arc_center_rad=ARC, **truth)
     data = F.simulate_observations(params, RATES, TIMES, numerics=NUM, noise_nm=10.0, seed=7)
     # the asymmetry at a fixed passed capacity grows with the rate (the premise of the test)
-    d_at_10 = [np.interp(10.0, s.capacity_mAh_per_g, s.d_nm) for s in
-               F.simulate_observations(params, RATES, TIMES, numerics=NUM).series]
-    assert np.all(np.diff(d_at_10) > 0), d_at_10
+    clean = F.simulate_observations(params, RATES, TIMES, numerics=NUM).series
+    for q in (10.0, 20.0):
+        d_at_q = [np.interp(q, s.capacity_mAh_per_g, s.d_nm) for s in clean]
+        assert np.all(np.diff(d_at_q) > 0), (q, d_at_q)
     result = F.fit(data, ["eta", "r_NMC_ohm_m2"], model="B", blocked_fraction=BLOCKED, arc_center_rad=ARC,
-                   numerics=NUM, start={"eta": 0.6, "r_NMC_ohm_m2": 0.03}, n_candidates=6, n_starts=2)
+                   numerics=NUM, start={"eta": 0.6, "r_NMC_ohm_m2": 0.05}, n_candidates=6, n_starts=2)
     for name, value in truth.items():
         assert abs(result.values[name] / value - 1) <= 0.10, (name, result.values[name], value)
         assert abs(result.values[name] - value) <= 2 * result.standard_errors[name]

@@ -94,8 +94,10 @@ def test_fit_from_frames_recovers_eta():
     rates = [50.0, 100.0, 200.0, 400.0]
     stacks = I.simulate_frames(params, rates, np.linspace(0.0, 24.0, 25), PIXEL_NM, numerics=NUM, noise=0.003,
                                blur_px=0.7, centre_offset_px=(0.25, 0.4))
-    obs = obs_mod.combine(*(I.analyse_frames(s, rate_mA_per_g=r, particle="img").to_observations(
+    mask = I.analyse_frames(stacks[0]).mask  # one particle: segment it once, use the mask at every rate
+    obs = obs_mod.combine(*(I.analyse_frames(s, rate_mA_per_g=r, particle="img", mask=mask).to_observations(
         d_sigma_nm=PIXEL_NM / 2, with_core_fraction=False) for s, r in zip(stacks, rates)))
     result = F.fit(obs, ["eta"], blocked_fraction=0.25, arc_center_rad=0.0, numerics=NUM, start={"eta": 0.7},
                    n_candidates=4, n_starts=1)
+    print(result.summary())
     assert abs(result.values["eta"] - truth) <= 0.05, result.summary()
