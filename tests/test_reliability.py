@@ -295,9 +295,9 @@ def run_with_kills(args, cwd, *, kills: int, rng: random.Random, window_s: float
         def reader(proc=proc, lines=lines, started=started):
             for line in proc.stdout:
                 lines.append(line)
-                if "compiled in" in line or "points left" in line:
+                if "compiled in" in line:  # the sweep starts
                     started.set()
-            started.set()
+            started.set()  # the output ended (nothing to compute, or the process died)
 
         thread = threading.Thread(target=reader, daemon=True)
         thread.start()
