@@ -44,14 +44,16 @@ Performance (all rates of a particle in one vmapped batch, every solver call jit
   simulates every series at I' = 1.05 max(I_k t_last,k) / H with H = ``CANONICAL_HORIZON_S``, so the time steps cover
   each series' own window, the protocol is the same static object for every dataset, and the rates, windows and
   all fitted inputs are traced arrays: a second dataset of the same shape reuses the compiled code;
-* gradients of the loss are taken in *forward* mode (``jax.jacfwd``, few parameters; the implicit-function JVP of
-  each time step reuses its factorisation) behind a ``jax.custom_vjp``, so optax's ``value_and_grad`` costs about
-  1.4 forward solves instead of ~6 for reverse mode;
-* the whole optimiser step (value, gradient, L-BFGS update with its zoom line search) is one jitted function,
-  compiled ahead of time once per problem shape (:data:`COMPILE_LOG` records every compilation);
-* modest default numerics (:data:`DEFAULT_NUMERICS`, 16 rings x 64 nodes, 64 steps over the window): d(t) within
-  about 2 nm (mean) / 9 nm (worst point, as the core vanishes) of the converged solution, see
-  ``benchmarks/bench_fit.py --accuracy``.
+* the default optimiser, Levenberg-Marquardt (:func:`_levenberg_marquardt`), needs only the weighted residuals and
+  their Jacobian, taken in *forward* mode (``jax.jacfwd``: few parameters, and the implicit-function JVP of each
+  time step reuses its factorisation) by one ahead-of-time compiled program (``_evaluate``) that also serves the
+  multi-start candidates, the covariance and the profile. Evaluations are cached by parameter vector;
+* with ``method="lbfgs"``/``"adam"`` the whole optax step (value, forward-mode gradient behind a
+  ``jax.custom_vjp``, L-BFGS update with its zoom line search) is a second compiled program (about 30 s to compile
+  on 2 CPU cores); :data:`COMPILE_LOG` records every compilation;
+* modest default numerics (:data:`DEFAULT_NUMERICS`, 16 rings x 64 nodes, 64 steps over the window): for 4 rates
+  x 20 points over 1-20 mAh/g (eta = 0.5, a quarter blocked) d(t) is within 1.7 nm (mean) / 5.8 nm (worst point)
+  of the solver's default numerics (32 x 128, 200 steps); ``benchmarks/bench_fit.py --accuracy`` measures it.
 
 Example (notebook)::
 
@@ -396,7 +398,7 @@ _EXECUTABLES: dict = {}
 
 def _signature(args) -> tuple:
     leaves, tree = jax.tree.flatten(args)
-    return tree, tuple((np.shape(x), np.result_type(x)) for x in leaves)
+    return tree, tuple((np.shape(x), np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)) for x in leaves)
 
 
 def _compiled(fn, args, **static):
@@ -780,7 +782,7 @@ def fit(
     numerics: Numerics | None = None,
     method: str = "lm",
     n_candidates: int = 6,
-    n_starts: int = 2,
+    n_starts: int | None = None,
     seed: int = 0,
     max_iterations: int | None = None,
     tolerance: float = 1e-4,
@@ -807,7 +809,8 @@ def fit(
             zoom line search; compiles a second, larger program) or ``"adam"`` (optax).
         n_candidates: multi-start candidates (the start plus a seeded Halton sample of the ranges in the module
             docstring); chi2 is evaluated at each.
-        n_starts: optimiser runs, from the best candidates.
+        n_starts: optimiser runs, from the best candidates (default: 1 for one fitted input, whose candidates
+            already sample its whole range; 2 otherwise).
         seed: seed of the candidate sample.
         max_iterations: per optimiser run (default 20 for lm, 40 for lbfgs, 150 for adam).
         tolerance: a run stops when chi2 / 2 falls by less than ``tolerance`` x (chi2 / dof) (lm: on one step or as
@@ -902,10 +905,16 @@ def fit(
     u0 = to_unconstrained(start, scales, problem)
     evaluate = _compiled(_evaluate, (u0, extra), problem=problem)
 
-    def chi2_at(u, ex=extra):
-        r, jac, curves = evaluate(np.asarray(u, float), ex)
-        r = np.asarray(r)
-        return float(r @ r), r, np.asarray(jac), curves
+    evaluated: dict[bytes, tuple] = {}  # u -> (chi2, r, J, curves): starts, optimum and profile revisit points
+
+    def chi2_at(u):
+        u = np.asarray(u, float)
+        key = u.tobytes()
+        if key not in evaluated:
+            r, jac, curves = evaluate(u, extra)
+            r = np.asarray(r)
+            evaluated[key] = (float(r @ r), r, np.asarray(jac), curves)
+        return evaluated[key]
 
     # ---- multi-start candidates -----------------------------------------------------------------------------
     sample = halton(max(n_candidates - 1, 0), k, seed)
@@ -973,7 +982,8 @@ def fit(
         return best[1], 2 * best[0], n_iterations, converged, history
 
     runs = []
-    for rank, i in enumerate(order[: max(n_starts, 1)]):
+    n_starts = (1 if k == 1 else 2) if n_starts is None else max(int(n_starts), 1)
+    for rank, i in enumerate(order[:n_starts]):
         u_start = scored[i][1]
         u_best, c2, iterations, converged, history = run(u_start, np.ones(k), max_iterations)
         runs.append((c2, u_best))

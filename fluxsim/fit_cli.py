@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default outputs/fit/<csv stem>)")
     p.add_argument("--method", choices=("lm", "lbfgs", "adam"), default="lm", help="optimiser (default lm)")
     p.add_argument("--candidates", type=int, default=6, help="multi-start candidates (default 6)")
-    p.add_argument("--starts", type=int, default=2, help="optimiser runs from the best candidates (default 2)")
+    p.add_argument("--starts", type=int, default=None,
+                   help="optimiser runs from the best candidates (default 1 for one fitted input, else 2)")
     p.add_argument("--profile", choices=("grid", "reoptimise", "none"), default="grid",
                    help="chi2 profile along eta (default grid)")
     p.add_argument("--numerics", default=None, metavar="NR,NPHI,NSTEPS",
