@@ -188,7 +188,7 @@ def _load(path: Path) -> xr.Dataset:
         return ds.load()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: xdist may interleave other modules' tests of the group
 def reference(tmp_path_factory):
     """``fluxsim`` (tiny numerics, no figures) run once without interruption: its store, loaded."""
     cwd = tmp_path_factory.mktemp("reference")
