@@ -423,6 +423,23 @@ def analyse_frames(
     )
 
 
+def analyse_stacks(stacks: Sequence, rates_mA_per_g: Sequence[float], *, particle: str = obs_mod.DEFAULT_PARTICLE,
+                   mask: np.ndarray | None = None, d_sigma_nm: float | None = None, with_core_fraction: bool = True,
+                   **kwargs) -> obs_mod.Observations:
+    """Observations of one particle imaged at several rates: one :class:`ImageStack` per rate (wrap a loaded array
+    as ``ImageStack(frames, pixel_size_nm, times_s)``). The particle is segmented once (from the first stack, unless
+    ``mask`` is given) and that mask is used at every rate, so the particle has one size; ``kwargs`` go to
+    :func:`analyse_frames` (``threshold``, ``differential``, ...)."""
+    if len(stacks) != len(rates_mA_per_g):
+        raise ValueError(f"{len(stacks)} stacks but {len(rates_mA_per_g)} rates")
+    parts = []
+    for stack, rate in zip(stacks, rates_mA_per_g):
+        m = analyse_frames(stack, rate_mA_per_g=rate, particle=particle, mask=mask, **kwargs)
+        mask = m.mask
+        parts.append(m.to_observations(d_sigma_nm=d_sigma_nm, with_core_fraction=with_core_fraction))
+    return obs_mod.combine(*parts, source=f"images of particle {particle}")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # files
 # ---------------------------------------------------------------------------------------------------------------------

@@ -146,21 +146,30 @@ def test_standard_error_matches_the_spread_over_noise_seeds():
 @pytest.mark.slow
 def test_model_b_recovers_eta_and_film_resistance():
     """Model B (film resistance): the flux split, hence the asymmetry, depends on the rate; eta and r_NMC are both
-    recovered within 10 %. With r_NMC = 0.02 Ohm m2 (the low end of the tested range) the open-circuit potential
-    evens out the flux at low rates, so d grows with the rate (with 0.05 and above it barely depends on it)."""
+    recovered within 10 %.
+
+    With r_NMC = 0.02 Ohm m2 (the low end of the tested range) the open-circuit potential evens out the flux at low
+    rates and the film resistance dominates at high rates, so d grows with the rate and saturates; the rates span
+    25-1600 mA/g to see both regimes (eta and r_NMC are 0.94 correlated even so; with 50-400 mA/g, 0.99). At 10 nm
+    noise the data pin r_NMC to +-15 % (one SE; benchmarks/fit_recovery.py), so the 10 % criterion is tested at
+    3 nm noise, where it is a two-SE statement rather than luck of the seed.
+    """
     truth = {"eta": 0.3, "r_NMC_ohm_m2": 0.02}
+    rates = (25.0, 100.0, 400.0, 1600.0)
+    times = [CAPACITIES * 3600.0 / r for r in rates]
     params = make_params(surface_model="B", blocked_fraction=BLOCKED, arc_center_rad=ARC, **truth)
-    data = F.simulate_observations(params, RATES, TIMES, numerics=NUM, noise_nm=10.0, seed=7)
-    # the asymmetry at a fixed passed capacity grows with the rate (the premise of the test)
-    clean = F.simulate_observations(params, RATES, TIMES, numerics=NUM).series
+    data = F.simulate_observations(params, rates, times, numerics=NUM, noise_nm=3.0, seed=7)
+    # the asymmetry at a fixed passed capacity grows with the rate up to 400 mA/g (the premise of the test)
+    clean = F.simulate_observations(params, rates, times, numerics=NUM).series
     for q in (10.0, 20.0):
         d_at_q = [np.interp(q, s.capacity_mAh_per_g, s.d_nm) for s in clean]
-        assert np.all(np.diff(d_at_q) > 0), (q, d_at_q)
+        assert np.all(np.diff(d_at_q[:3]) > 0), (q, d_at_q)
     result = F.fit(data, ["eta", "r_NMC_ohm_m2"], model="B", blocked_fraction=BLOCKED, arc_center_rad=ARC,
-                   numerics=NUM, start={"eta": 0.6, "r_NMC_ohm_m2": 0.05}, n_candidates=6, n_starts=2)
+                   numerics=NUM, start={"eta": 0.6, "r_NMC_ohm_m2": 0.05}, n_candidates=6, n_starts=2, profile=None)
     for name, value in truth.items():
         assert abs(result.values[name] / value - 1) <= 0.10, (name, result.values[name], value)
         assert abs(result.values[name] - value) <= 2 * result.standard_errors[name]
+        assert result.standard_errors[name] <= 0.05 * value  # 10 % is at least two standard errors
 
 
 @pytest.mark.slow

@@ -13,7 +13,9 @@ NUM = Numerics(nr=12, nphi=48, n_steps=48)
 RADIUS = 1.2e-6
 PIXEL_NM = 40.0
 THETA_CORE = 0.97
-pytestmark = pytest.mark.xdist_group("images_small")
+# same worker as tests/test_fit.py: the image fit has that module's data shape (4 series x 20 points) and numerics,
+# so it reuses the compiled fit program
+pytestmark = pytest.mark.xdist_group("fit_small")
 
 
 def test_metrics_of_a_drawn_frame_follow_the_paper_convention():
@@ -86,18 +88,17 @@ def test_stack_files_and_observations_round_trip(known_run, tmp_path):
         I.analyse_frames(stack.differential(), PIXEL_NM, times[0], differential=True)
 
 
-@pytest.mark.slow
 def test_fit_from_frames_recovers_eta():
-    """Frames of four rates (noise, blur) -> metrics -> observations -> fit: eta within 0.05 of the truth."""
+    """Frames of four rates (noise, blur) -> metrics -> observations -> fit: eta within 0.05 of the truth (and
+    within two standard errors)."""
     truth = 0.4
     params = make_params(eta=truth, blocked_fraction=0.25, arc_center_rad=0.0, radius_m=RADIUS)
     rates = [50.0, 100.0, 200.0, 400.0]
-    stacks = I.simulate_frames(params, rates, np.linspace(0.0, 24.0, 25), PIXEL_NM, numerics=NUM, noise=0.003,
+    stacks = I.simulate_frames(params, rates, np.linspace(1.2, 24.0, 20), PIXEL_NM, numerics=NUM, noise=0.003,
                                blur_px=0.7, centre_offset_px=(0.25, 0.4))
-    mask = I.analyse_frames(stacks[0]).mask  # one particle: segment it once, use the mask at every rate
-    obs = obs_mod.combine(*(I.analyse_frames(s, rate_mA_per_g=r, particle="img", mask=mask).to_observations(
-        d_sigma_nm=PIXEL_NM / 2, with_core_fraction=False) for s, r in zip(stacks, rates)))
+    obs = I.analyse_stacks(stacks, rates, particle="img", d_sigma_nm=PIXEL_NM / 2, with_core_fraction=False)
+    assert obs.rates_mA_per_g == rates and obs.particles == ["img"]
     result = F.fit(obs, ["eta"], blocked_fraction=0.25, arc_center_rad=0.0, numerics=NUM, start={"eta": 0.7},
                    n_candidates=4, n_starts=1)
-    print(result.summary())
     assert abs(result.values["eta"] - truth) <= 0.05, result.summary()
+    assert abs(result.values["eta"] - truth) <= 2 * result.standard_errors["eta"], result.summary()
