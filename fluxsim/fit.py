@@ -569,10 +569,10 @@ class FitResult:
         coords = {
             "rate_mA_per_g": xr.Variable(("series",), [s.rate_mA_per_g for s in series],
                                          {"units": "mA g-1", "long_name": "specific current"}),
-            "particle": xr.Variable(("series",), np.array([s.particle for s in series], dtype=str)),
-            "parameter": xr.Variable(("parameter",), np.array(names, dtype=str)),
-            "parameter_2": xr.Variable(("parameter_2",), np.array(names, dtype=str)),
-            "parameter_units": xr.Variable(("parameter",), np.array([FITTABLE[n].unit for n in names], dtype=str)),
+            "particle": xr.Variable(("series",), np.array([s.particle for s in series], dtype=object)),
+            "parameter": xr.Variable(("parameter",), np.array(names, dtype=object)),
+            "parameter_2": xr.Variable(("parameter_2",), np.array(names, dtype=object)),
+            "parameter_units": xr.Variable(("parameter",), np.array([FITTABLE[n].unit for n in names], dtype=object)),
         }
         if self.profile is not None:
             data_vars["profile_eta"] = var(("profile_point",), self.profile["eta"], "1", "eta along the profile")
@@ -584,7 +584,7 @@ class FitResult:
     def write_zarr(self, path: str | Path) -> Path:
         """Write :meth:`to_dataset` to a zarr store (overwritten)."""
         path = Path(path)
-        self.to_dataset().to_zarr(path, mode="w")
+        self.to_dataset().to_zarr(path, mode="w", consolidated=False)  # strings are object (vlen) arrays: zarr v3
         return path
 
     def plot(self, path: str | Path | None = None, dpi: int = 120):
@@ -1085,12 +1085,17 @@ def fit(
         curves=Curves(*(np.asarray(c) for c in curves)),
         fitted=Curves(*(np.asarray(c) for c in _at_data(curves, data))),
     )
-    log(result.summary())
+    log(f"done: {_values_text(u_best, scales, problem)}")
     return result
 
 
 def _physical_dict(u, scales, problem) -> dict[str, float]:
-    return {n: float(v) for n, v in _to_physical(jnp.asarray(u), jnp.asarray(scales), problem).items()}
+    """Physical values of ``u``; angles wrapped into [-pi, pi] (the model is periodic in them)."""
+    values = {n: float(v) for n, v in _to_physical(jnp.asarray(u), jnp.asarray(scales), problem).items()}
+    for n in values:
+        if FITTABLE[n].unit == "rad":
+            values[n] = math.remainder(values[n], 2 * math.pi)
+    return values
 
 
 def _values_text(u, scales, problem) -> str:

@@ -208,7 +208,7 @@ def test_cli_fit_end_to_end(tmp_path):
     assert (out / "fit.png").stat().st_size > 10_000
     import xarray as xr
 
-    ds = xr.open_zarr(out / "fit.zarr")
+    ds = xr.open_zarr(out / "fit.zarr", consolidated=False)
     assert ds.sizes["series"] == len(RATES) and float(ds["estimate"][0]) == pytest.approx(report["values"]["eta"])
     # a malformed file: exit status 2 and a message naming the column
     bad = tmp_path / "bad.csv"
