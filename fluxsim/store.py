@@ -318,6 +318,18 @@ class StoreWriter:
         self._write(block, {"status": np.full(block.shape, STATUS_CHUNK_FAILED, np.int8)})
 
 
+def _same_identity(old: str | None, new: str) -> bool:
+    """Whether two ``config_identity`` YAML texts describe the same config (as data: layout and style may differ)."""
+    if old == new:
+        return True
+    if old is None:
+        return False
+    try:
+        return OmegaConf.to_container(OmegaConf.create(old)) == OmegaConf.to_container(OmegaConf.create(new))
+    except Exception:  # noqa: BLE001 - unreadable identity text: not the same config
+        return False
+
+
 def _inspect(path: Path, job: JobConfig) -> tuple[str | None, str | None, np.ndarray | None]:
     """Whether ``job`` may resume the existing store at ``path``: ``(problem or None, its identity, its done flags)``.
 
@@ -331,7 +343,7 @@ def _inspect(path: Path, job: JobConfig) -> tuple[str | None, str | None, np.nda
     except Exception as err:  # noqa: BLE001 - a broken store: report it as such
         return f"it cannot be read as a fluxsim store ({err})", None, None
     try:
-        if old != job.identity_yaml:
+        if not _same_identity(old, job.identity_yaml):
             return "it was written with a different config", old, None
         version = existing.attrs.get("fluxsim_version")
         if version != fluxsim.__version__:

@@ -90,6 +90,27 @@ def test_a_different_config_is_refused(tmp_path):
     assert not replaced.resumed
 
 
+def test_config_identity_is_compared_as_data(tmp_path):
+    """A store whose identity YAML has another layout (flow style, as older fluxsim wrote it) but the same content
+    resumes; one value changed in that text is refused."""
+    import yaml
+    import zarr
+    from omegaconf import OmegaConf
+
+    job = load_job()
+    path = tmp_path / "s.zarr"
+    store.StoreWriter(path, job)
+    data = OmegaConf.to_container(OmegaConf.create(job.identity_yaml))
+    flow_text = yaml.safe_dump(data, default_flow_style=None, sort_keys=False, width=120)  # {a: 1, b: [..]}
+    assert flow_text != job.identity_yaml and OmegaConf.to_container(OmegaConf.create(flow_text)) == data
+    group = zarr.open_group(str(path), mode="r+")
+    group.attrs["config_identity"] = flow_text
+    assert store.StoreWriter(path, job).resumed
+    group.attrs["config_identity"] = flow_text.replace("radius_m: 1.2e-06", "radius_m: 1.3e-06")
+    with pytest.raises(store.StoreMismatchError, match="different config"):
+        store.StoreWriter(path, job)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="uses kill -9")
 def test_resume_after_kill_equals_uninterrupted(tmp_path):
     """kill -9 after the data of the 2nd of 3 chunks is written but before its done flags: the rerun recomputes
