@@ -35,8 +35,9 @@ bench: $(STAMP)
 figures: $(STAMP)
 	mkdir -p docs/figures
 	for p in fig4 fig5b fig5d; do \
-		dir=$$($(BIN)/fluxsim preset=$$p runtime.progress=false | tail -n 1) && \
-		for f in $$dir/*.png; do cp $$f docs/figures/$$p-$$(basename $$f); done || exit 1; \
+		dir=$$($(BIN)/fluxsim preset=$$p runtime.progress=false | tail -n 1); \
+		test -d "$$dir" || { echo "fluxsim preset=$$p failed: $$dir"; exit 1; }; \
+		for f in "$$dir"/*.png; do cp "$$f" docs/figures/$$p-$$(basename "$$f"); done; \
 	done
 
 clean:
