@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import hydra
 from omegaconf import DictConfig
@@ -109,8 +110,15 @@ def resolve_chunk_size(job: config_mod.JobConfig, store_path: Path, devs) -> con
     return job.with_sweep(job.sweep.with_chunk_size(choice.chunk_size))
 
 
-def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
-    """Run a validated job into ``out_dir``: store, then figures. Returns the store path.
+class JobOutcome(NamedTuple):
+    """What :func:`run_job` leaves behind: the store and how many of its points failed (nonzero ``status``)."""
+
+    store_path: Path
+    n_failed: int
+
+
+def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> JobOutcome:
+    """Run a validated job into ``out_dir``: store, then figures. Returns the store path and the failed-point count.
 
     With ``sweep.shard = i/n`` only the job's own blocks are computed, and the figures are drawn only by the job
     that finds the store complete when it ends (else ``fluxsim plot STORE`` draws them later).
@@ -166,7 +174,7 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> Path:
         for path in plots.plot_store(ds, out_dir):
             log.info("wrote %s", path)
     ds.close()
-    return store_path
+    return JobOutcome(store_path, len(failed))
 
 
 #: Failed points listed by name at the end of a run.
@@ -174,14 +182,6 @@ MAX_LISTED = 20
 
 #: Exit status of ``fluxsim`` when the study ran but some points failed (``status > 0`` in the store).
 EXIT_POINTS_FAILED = 4
-
-
-def count_failed(store_path: str | Path) -> int:
-    """Points of a store with a nonzero ``status`` (failure bits; chunk_failed points are retried on the next run)."""
-    from fluxsim.store import open_store
-
-    with open_store(store_path) as ds:
-        return int((ds["status"] > 0).sum())
 
 
 def _fail(writer):
@@ -210,7 +210,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     from fluxsim.store import StoreMismatchError
 
     try:
-        store_path = run_job(job, out_dir)
+        failed = run_job(job, out_dir).n_failed
     except config_mod.ConfigError as err:  # found at run time (unwritable store, sweep.chunk_size=auto)
         log.error("invalid config: %s", err)
         raise SystemExit(2) from None
@@ -220,7 +220,6 @@ def _hydra_main(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         log.warning("interrupted: finished chunks are in the store; run the same command again to resume")
         raise SystemExit(130) from None
-    failed = count_failed(store_path)
     log.info("done in %.1f s%s", time.perf_counter() - start, f"; {failed} point(s) failed" if failed else "")
     try:
         shown = out_dir.relative_to(Path.cwd())
