@@ -16,6 +16,7 @@ Conventions in README.md and docs/*.md (this module is their only definition):
   combination) and validate with ``fluxsim.config.load`` (the first and the last combination); ``fluxsim fit``
   lines parse with its argparse parser. Synopsis lines (a token in ``[...]`` or an upper-case placeholder) and
   commands naming a path placeholder (``<hash>``) are checked for their sub-command only.
+* **Run folder**: the ``outputs/fig4/<hash>/`` that docs/cli.md shows is the default job's config hash.
 * **Numerics**: the numbers the docs quote for ``fluxsim.Numerics()`` and the ``numerics=`` options are the ones
   in the code and in ``conf/numerics/*.yaml``.
 """
@@ -272,3 +273,10 @@ def test_cli_doc_quotes_the_numerics_options():
     assert sentence, "docs/cli.md no longer states the default numerics"
     default = numerics_option("default")
     assert [int(g) for g in sentence.groups()] == [default[k] for k in ("nr", "nphi", "n_steps", "save_every")]
+
+
+def test_documented_run_folder_is_the_default_jobs_folder():
+    """docs/cli.md shows the folder ``fluxsim`` prints for the default job: its hash is today's config hash."""
+    text = (REPO / "docs" / "cli.md").read_text()
+    shown = set(re.findall(r"outputs/fig4/([0-9a-f]{12})/", text))
+    assert shown == {config.config_hash(compose_cfg([]))}
