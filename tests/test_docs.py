@@ -16,6 +16,8 @@ Conventions in README.md and docs/*.md (this module is their only definition):
   combination) and validate with ``fluxsim.config.load`` (the first and the last combination); ``fluxsim fit``
   lines parse with its argparse parser. Synopsis lines (a token in ``[...]`` or an upper-case placeholder) and
   commands naming a path placeholder (``<hash>``) are checked for their sub-command only.
+* **Refusals**: an inline override, an arrow and a quoted message (```surface.eta=abc` → "..."``) is a documented
+  error: ``config.load`` must refuse the override with a message containing the quoted text.
 * **Run folder**: the ``outputs/fig4/<hash>/`` that docs/cli.md shows is the default job's config hash.
 * **Numerics**: the numbers the docs quote for ``fluxsim.Numerics()`` and the ``numerics=`` options are the ones
   in the code and in ``conf/numerics/*.yaml``.
@@ -280,3 +282,16 @@ def test_documented_run_folder_is_the_default_jobs_folder():
     text = (REPO / "docs" / "cli.md").read_text()
     shown = set(re.findall(r"outputs/fig4/([0-9a-f]{12})/", text))
     assert shown == {config.config_hash(compose_cfg([]))}
+
+
+#: A documented refusal: an inline override, an arrow and the quoted message (`surface.eta=abc` → "...").
+REFUSAL = re.compile(r"`([^`\s]+=[^`]*)` → \"([^\"]+)\"")
+
+
+def test_documented_refusals_give_the_documented_message():
+    refusals = [(path.name, *m.groups()) for path in DOCS for m in REFUSAL.finditer(path.read_text())]
+    assert refusals, "no documented refusal found (the pattern is `OVERRIDES` → \"message\")"
+    for name, overrides, message in refusals:
+        with pytest.raises(config.ConfigError) as err:
+            config.load(compose_cfg(shlex.split(overrides)))
+        assert message in str(err.value), f"{name}: `{overrides}` says {str(err.value)!r}, not {message!r}"
