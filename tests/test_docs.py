@@ -31,13 +31,12 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 import yaml
-from app_support import CACHE_DIR, REPO, compose_cfg
+from app_support import CACHE_DIR, REPO, compose_cfg, run_python
 
 import fluxsim
 from fluxsim import config
@@ -110,10 +109,9 @@ def test_the_docs_have_doc_tests():
 
 @pytest.mark.parametrize(("snippet", "printed"), _doc_test_params())
 def test_snippet_prints_what_the_docs_show(snippet, printed, tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "JAX_COMPILATION_CACHE_DIR": CACHE_DIR}
-    proc = subprocess.run([sys.executable, "-c", snippet.code], capture_output=True, text=True, cwd=tmp_path,
-                          env=env, timeout=600)
+    proc = run_python(snippet.code, env=env, cwd=tmp_path, check=False)
     assert proc.returncode == 0, f"{snippet.path.name}:{snippet.line} failed:\n{proc.stderr[-4000:]}"
     assert normalised(proc.stdout) == normalised(printed.code), (
         f"{snippet.path.name}:{snippet.line} prints\n{proc.stdout}\nbut {printed.path.name}:{printed.line} shows\n"
