@@ -15,7 +15,9 @@ Conventions in README.md and docs/*.md (this module is their only definition):
   checked without compute: hydra overrides compose through the compose API (``-m`` sweeps expanded, one compose per
   combination) and validate with ``fluxsim.config.load`` (the first and the last combination); ``fluxsim fit``
   lines parse with its argparse parser. Synopsis lines (a token in ``[...]`` or an upper-case placeholder) and
-  commands naming a path placeholder (``<hash>``) are checked for their sub-command only.
+  commands naming a path placeholder (``<hash>``) are checked for their sub-command only. A command in a fenced
+  block (an example to paste) must also validate without a logged or Python warning and without overriding what its
+  sweep sets; inline spans may illustrate a warning.
 * **Refusals**: an inline override, an arrow and a quoted message (```surface.eta=abc` → "..."``) is a documented
   error: ``config.load`` must refuse the override with a message containing the quoted text.
 * **Run folder**: the ``outputs/fig4/<hash>/`` that docs/cli.md shows is the default job's config hash.
@@ -27,10 +29,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import re
 import shlex
 import subprocess
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -145,14 +149,14 @@ def _code_spans(text: str) -> list[str]:
 
 
 def command_lines() -> list[tuple[str, str]]:
-    """(where, command line) of every ``fluxsim`` command in the docs' blocks and inline code spans."""
+    """(where, command line, in a fenced block) of every ``fluxsim`` command in the docs' blocks and code spans."""
     found = []
     for path in DOCS:
         blocks = fenced_blocks(path)
         for block in blocks:
             for span in _code_spans(block.before):
                 if span.startswith("fluxsim "):
-                    found.append((f"{path.name} (inline, before line {block.line})", span))
+                    found.append((f"{path.name} (inline, before line {block.line})", span, False))
             if block.lang == "python":
                 continue
             joined = block.code.replace("\\\n", " ")
@@ -160,7 +164,7 @@ def command_lines() -> list[tuple[str, str]]:
                 line = line.strip()
                 for prefix in (".venv/bin/fluxsim ", "fluxsim "):
                     if line.startswith(prefix):
-                        found.append((f"{path.name}:{block.line + offset}", "fluxsim " + line[len(prefix):]))
+                        found.append((f"{path.name}:{block.line + offset}", "fluxsim " + line[len(prefix):], True))
     return found
 
 
@@ -201,16 +205,16 @@ COMMANDS = command_lines()
 
 def test_the_docs_have_commands():
     assert len(COMMANDS) >= 20
-    assert any("sweep.grid" in line for _, line in COMMANDS)
+    assert any("sweep.grid" in line for _, line, _ in COMMANDS)
 
 
-@pytest.mark.parametrize(("where", "line"), COMMANDS, ids=[w for w, _ in COMMANDS])
-def test_documented_command_is_valid(where, line):
+@pytest.mark.parametrize(("where", "line", "fenced"), COMMANDS, ids=[w for w, *_ in COMMANDS])
+def test_documented_command_is_valid(where, line, fenced, caplog):
     words = _words(line)
     if words and words[0] in SUBCOMMANDS:
         from fluxsim import cli
 
-        assert f'sys.argv[1] == "{words[0]}"' in Path(cli.__file__).read_text(), f"{where}: no sub-command {line}"
+        assert f'"{words[0]}"' in Path(cli.__file__).read_text(), f"{where}: no sub-command {line}"
         if words[0] == "fit" and len(words) > 1 and not any(_is_placeholder(w) for w in words):
             from fluxsim import fit_cli
 
@@ -218,14 +222,22 @@ def test_documented_command_is_valid(where, line):
         return
     if any(_is_placeholder(w) for w in words):
         pytest.fail(f"{where}: placeholder in a hydra command line: {line}")
+    from fluxsim import cli
+
     jobs = _hydra_jobs(words)
     for i, overrides in enumerate(jobs):
         try:
             cfg = compose_cfg(overrides, return_hydra_config=True)
-            if i in (0, len(jobs) - 1):  # validating every shard of a 12,800-point study would take 20 s
-                config.load(cfg)
+            if i not in (0, len(jobs) - 1):  # validating every shard of a 12,800-point study would take 20 s
+                continue
+            with caplog.at_level(logging.WARNING), warnings.catch_warnings():
+                warnings.simplefilter("error")
+                job = config.load(cfg)
         except Exception as err:  # compose and validation errors alike: the doc shows a command that fails
             pytest.fail(f"{where}: `{line}` ({overrides}) fails: {type(err).__name__}: {err}")
+        if fenced:  # an example to paste runs without warnings (inline spans may illustrate one)
+            assert not caplog.records, f"{where}: `{line}` warns: {[r.getMessage() for r in caplog.records]}"
+            assert not cli._overridden_by_sweep(job, overrides), f"{where}: `{line}` overrides what its sweep sets"
 
 
 # ----------------------------------------------------------------------------------------------- numerics
