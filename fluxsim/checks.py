@@ -159,7 +159,7 @@ def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
         if saves < MIN_SAVES_PER_STEP:
             key = f"protocol.steps[{i}].n_steps" if step.n_steps else prefix + "n_steps"
             raise InputError(key, (
-                f" = {n_steps} is too coarse for protocol step {i} ({step.kind}): with {prefix}save_every = "
+                f" = {n_steps} is too coarse for protocol step {i} ({step.kind}): with save_every = "
                 f"{numerics.save_every} it saves {saves} state(s); at least {MIN_SAVES_PER_STEP} are needed "
                 f"(n_steps >= {MIN_SAVES_PER_STEP * numerics.save_every})"))
     min_fraction = MIN_ARC_NODES / nphi

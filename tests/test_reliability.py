@@ -88,7 +88,7 @@ INVALID = [
      ["sweep=single", "surface.blocked_fraction=0.99", "surface.eta=0.5"],
      "numerics.nphi = 32 is too coarse for open rest of the perimeter (1 - blocked fractions) = 0.01"),
     ("resolution: too few saved states", ["numerics.n_steps=12"],
-     "numerics.n_steps = 12 is too coarse for protocol step 0 (charge): with numerics.save_every = 4 it saves 3 "
+     "numerics.n_steps = 12 is too coarse for protocol step 0 (charge): with save_every = 4 it saves 3 "
      "state(s); at least 4 are needed (n_steps >= 16)"),
     ("resolution: too few steps in one protocol step", ["protocol=charge_rest", "numerics.save_every=2",
                                                         "protocol.steps=[{kind:charge},{kind:rest,duration_s:60,"
