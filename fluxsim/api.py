@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from fluxsim import outputs
-from fluxsim.checks import UnknownInputError, check_names, check_numerics, check_resolution
+from fluxsim.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
 from fluxsim.checks import check_range as _check_range
 from fluxsim.constants import Material
 from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
@@ -60,8 +60,8 @@ def make_diffusivity(
     elif law == "tabulated":
         if table_theta is None or table_D_m2_per_s is None:
             raise ValueError("the tabulated D law needs table_theta and table_D_m2_per_s")
-        th = np.asarray(table_theta, float)
-        d = np.asarray(table_D_m2_per_s, float)
+        th = numbers("table_theta", table_theta)
+        d = numbers("table_D_m2_per_s", table_D_m2_per_s)
         if th.ndim != 1 or th.shape != d.shape or th.size < 2:
             raise ValueError("table_theta and table_D_m2_per_s must be 1-D of equal length >= 2")
         if not np.all(np.isfinite(th)):
@@ -133,7 +133,10 @@ def make_params(
     _check_range("arc_center_rad", arc_center_rad, unit="rad")
     arcs = [(float(blocked_fraction), float(eta))]
     if extra_arcs is not None:
-        extra_arcs = np.asarray(extra_arcs, float).reshape(-1, 3)
+        extra_arcs = numbers("extra_arcs", extra_arcs)
+        if extra_arcs.shape != (3,) and (extra_arcs.ndim != 2 or extra_arcs.shape[1] != 3):
+            raise InputError("extra_arcs", f" = {extra_arcs.tolist()} must be rows of [center_rad, fraction, eta]")
+        extra_arcs = extra_arcs.reshape(-1, 3)
         for k, (_, frac, eta_k) in enumerate(extra_arcs):
             _check_range(f"extra_arcs[{k}] fraction", frac, 0, 1)
             _check_range(f"extra_arcs[{k}] eta", eta_k, 0, 1 if surface_model == "A" else None)
@@ -147,7 +150,7 @@ def make_params(
             "out (allowed: eta > 0 or blocked_fraction < 1)"
         )
     if eta_profile is not None:
-        eta_profile = np.asarray(eta_profile, float)
+        eta_profile = numbers("eta_profile", eta_profile)
         if eta_profile.ndim != 1 or eta_profile.size < 2 or np.any(eta_profile < 0) or not eta_profile.any():
             raise ValueError("eta_profile must be 1-D, >= 2 samples, all >= 0 and not all zero")
     theta0 = (1.0 if surface_model == "A" else THETA0_MODEL_B) if theta0 is None else theta0

@@ -89,6 +89,17 @@ def real(name: str, value, rng: str = "(-inf, inf)", *, integer: bool = False) -
     return v
 
 
+def numbers(name: str, value) -> np.ndarray:
+    """``value`` (a sequence or array of numbers) as a float array; refuses text, bools, None and ragged rows."""
+    try:
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "iuf":  # bools, text, objects (None, ragged lists)
+            raise TypeError
+        return raw.astype(float)
+    except (TypeError, ValueError):
+        raise InputError(name, f" = {value!r} must be a sequence of numbers") from None
+
+
 def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False, unit="", *, integer=False):
     """Return ``value`` as a number after checking it lies in the range; else raise :class:`InputError`.
 

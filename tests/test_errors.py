@@ -55,6 +55,9 @@ API_REFUSALS = [
      "snapshot_times_s[1] = 'x' must be a number in the allowed range [0, inf)"),
     ("unknown diffusivity keyword", dict(D_hi_m2_per_sec=1e-14), TypeError,
      "D_hi_m2_per_sec is not an input of fluxsim.run (did you mean 'D_hi_m2_per_s'?)"),
+    ("extra arcs ragged", dict(blocked_fraction=0.2, extra_arcs=[[1, 0.1]]), ValueError,
+     "extra_arcs = [[1.0, 0.1]] must be rows of [center_rad, fraction, eta]"),
+    ("eta profile text", dict(eta_profile="abc"), ValueError, "eta_profile = 'abc' must be a sequence of numbers"),
     ("too coarse", dict(blocked_fraction=0.001, nphi=32), ValueError,
      "nphi = 32 is too coarse for blocked_fraction = 0.001: the arc spans 0.032 surface node spacings, at least 1 "
      "are needed (allowed: a fraction of 0 or >= 0.03125, or nphi >= 1000)"),
