@@ -104,7 +104,7 @@ def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False
     """Return ``value`` as a number after checking it lies in the range; else raise :class:`InputError`.
 
     ``lo`` / ``hi`` None: no bound, infinity excluded; ``hi=math.inf`` (closed): infinity allowed. NaN is always
-    refused.
+    refused. The message shows the value as read (a float, or an int with ``integer``: ``0`` and ``0.0`` alike).
     """
     rng = format_range(lo, hi, lo_open, hi_open)
     v = real(name, value, rng, integer=integer)
@@ -112,7 +112,7 @@ def check_range(name: str, value, lo=None, hi=None, lo_open=False, hi_open=False
     bad |= v < lo or (lo_open and v == lo) if lo is not None else v == -math.inf
     bad |= v > hi or (hi_open and v == hi) if hi is not None else v == math.inf
     if bad:
-        raise InputError(name, f" = {_show(value)}{' ' + unit if unit else ''} is outside the allowed range {rng}")
+        raise InputError(name, f" = {_show(v)}{' ' + unit if unit else ''} is outside the allowed range {rng}")
     return v
 
 
