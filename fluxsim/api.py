@@ -398,7 +398,7 @@ def run(
     numerics = numerics or Numerics()
     overrides = {k: v for k, v in dict(nr=nr, nphi=nphi, n_steps=n_steps).items() if v is not None}
     numerics = dataclasses.replace(numerics, **overrides)
-    check_numerics(numerics)  # types and ranges, then the solver's own consistency checks
+    numerics = check_numerics(numerics)  # types and ranges, then the solver's own consistency checks
     check_solver_numerics(numerics, protocol)
     check_resolution(numerics, protocol, [physical], prefix="")
     times = snapshot_times_s if np.ndim(snapshot_times_s) else [snapshot_times_s]

@@ -16,6 +16,7 @@ Only numpy and the standard library: importing this module never imports hydra o
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -130,13 +131,16 @@ def check_names(given: Iterable[str], allowed: Iterable[str], where: str, listed
             raise UnknownInputError(name, f" is not an input of {where}{hint}; allowed: {', '.join(listed)}")
 
 
-def check_numerics(numerics, prefix: str = "") -> None:
+def check_numerics(numerics, prefix: str = ""):
     """Refuse :class:`~fluxsim.solver.Numerics` fields of the wrong type or outside their range.
 
     Names are ``prefix + field`` (``n_steps`` for the API, ``numerics.n_steps`` for the config).
+
+    Returns:
+        ``numerics`` with its integer fields as Python ints (``n_steps=40.0`` is read as 40).
     """
-    for field, lo in NUMERICS_MIN_INT.items():
-        check_range(prefix + field, getattr(numerics, field), lo, integer=True)
+    ints = {field: check_range(prefix + field, getattr(numerics, field), lo, integer=True)
+            for field, lo in NUMERICS_MIN_INT.items()}
     check_range(prefix + "first_step_ratio", numerics.first_step_ratio, 0, 1, lo_open=True)
     check_range(prefix + "grading_width", numerics.grading_width, 0, lo_open=True)
     check_range(prefix + "newton_tolerance", numerics.newton_tolerance, 0, lo_open=True)
@@ -144,6 +148,7 @@ def check_numerics(numerics, prefix: str = "") -> None:
         raise InputError(prefix + "checkpoint", f" = {_show(numerics.checkpoint)} must be True or False")
     if numerics.dtype not in ("float64", "float32"):
         raise InputError(prefix + "dtype", f" = {numerics.dtype!r} must be 'float64' or 'float32'")
+    return dataclasses.replace(numerics, **ints)
 
 
 def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],

@@ -425,8 +425,7 @@ def _numerics(cfg: Mapping, protocol) -> Numerics:
         raise ConfigError(f"numerics has unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
     numerics = Numerics(**section)
     try:
-        checks.check_numerics(numerics, prefix="numerics.")  # the same checks as fluxsim.run
-        numerics = dataclasses.replace(numerics, **{k: int(getattr(numerics, k)) for k in checks.NUMERICS_MIN_INT})
+        numerics = checks.check_numerics(numerics, prefix="numerics.")  # the same checks as fluxsim.run
         check_numerics(numerics, protocol)
     except ValueError as err:
         raise ConfigError(str(err)) from None

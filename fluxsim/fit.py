@@ -846,7 +846,7 @@ def fit(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(map(repr, METHODS))}")
     numerics = numerics or DEFAULT_NUMERICS
-    checks.check_numerics(numerics, prefix="numerics.")
+    numerics = checks.check_numerics(numerics, prefix="numerics.")
     particle = observations.particles[0]
 
     # ---- base parameters and start values -------------------------------------------------------------------
