@@ -71,7 +71,7 @@ def _show(value) -> str:
             return repr(float(value))
         except (TypeError, ValueError):
             return repr(value)
-    return f"array of shape {np.shape(value)}"
+    return f"array of shape {np.shape(value)}" if isinstance(value, np.ndarray) else repr(value)
 
 
 def real(name: str, value, rng: str = "(-inf, inf)", *, integer: bool = False) -> float | int:

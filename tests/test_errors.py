@@ -44,6 +44,7 @@ API_REFUSALS = [
     ("eta text", dict(eta="abc"), ValueError, "eta = 'abc' must be a number in the allowed range [0, 1]"),
     ("eta array", dict(eta=np.array([0.3, 0.5])), ValueError,
      "eta = array of shape (2,) must be a number in the allowed range [0, 1]"),
+    ("eta list", dict(eta=[0.3, 0.5]), ValueError, "eta = [0.3, 0.5] must be a number in the allowed range [0, 1]"),
     ("eta bool", dict(eta=True), ValueError, "eta = True must be a number in the allowed range [0, 1]"),
     ("eta nan", dict(eta=math.nan), ValueError, "eta = nan is outside the allowed range [0, 1]"),
     ("radius inf", dict(radius_m=math.inf), ValueError, "radius_m = inf m is outside the allowed range (0, inf)"),
