@@ -12,35 +12,24 @@ validation, traceable), and differentiate :func:`fluxsim.simulate` composed with
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 
 import jax
 import numpy as np
 
 from fluxsim import outputs
+from fluxsim.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
+from fluxsim.checks import check_range as _check_range
 from fluxsim.constants import Material
 from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
 from fluxsim.protocol import Charge, check_protocol
-from fluxsim.solver import Numerics, Params, Solution, check_numerics, simulate
+from fluxsim.solver import Numerics, Params, Solution, simulate
+from fluxsim.solver import check_numerics as check_solver_numerics
 from fluxsim.surface import FilmResistance, FluxRatio, make_blocking
 
 #: Default initial occupancy with surface model B (its open-circuit potential diverges at theta = 1).
 THETA0_MODEL_B = 1.0 - 1e-4
-
-
-def _check_range(name, value, lo=None, hi=None, lo_open=False, hi_open=False, unit=""):
-    """Raise ``ValueError`` naming the parameter, its value and the allowed range."""
-    v = float(value)
-    bad = not math.isfinite(v) and not (hi is math.inf and v == math.inf)
-    if lo is not None:
-        bad |= v <= lo if lo_open else v < lo
-    if hi is not None:
-        bad |= v >= hi if hi_open else v > hi
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        rng = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise ValueError(f"{name} = {value!r}{unit} is outside the allowed range {rng}")
 
 
 def make_diffusivity(
@@ -71,8 +60,8 @@ def make_diffusivity(
     elif law == "tabulated":
         if table_theta is None or table_D_m2_per_s is None:
             raise ValueError("the tabulated D law needs table_theta and table_D_m2_per_s")
-        th = np.asarray(table_theta, float)
-        d = np.asarray(table_D_m2_per_s, float)
+        th = numbers("table_theta", table_theta)
+        d = numbers("table_D_m2_per_s", table_D_m2_per_s)
         if th.ndim != 1 or th.shape != d.shape or th.size < 2:
             raise ValueError("table_theta and table_D_m2_per_s must be 1-D of equal length >= 2")
         if not np.all(np.isfinite(th)):
@@ -94,6 +83,7 @@ def make_diffusivity(
         raise ValueError(f"unknown diffusivity law {law!r}; allowed: 'power_law', 'constant', 'tabulated'")
     if low_theta_dip:
         _check_range("D_low_m2_per_s", D_low_m2_per_s, 0, None, lo_open=True)
+        _check_range("theta_dip", theta_dip, 0, 1, True, True)
         _check_range("dip_width", dip_width, 0, None, lo_open=True)
         return LowThetaDip(base, D_low_m2_per_s, theta_dip, dip_width)
     return base
@@ -130,8 +120,9 @@ def make_params(
     The README's input table documents every argument, its unit, default and range; ``diffusivity`` keywords are
     those of :func:`make_diffusivity` (``diffusivity="power_law"``, ``D_hi_m2_per_s=...``, ...).
     """
-    _check_range("radius_m", radius_m, 0, None, lo_open=True, unit=" m")
-    _check_range("rate_mA_per_g", rate_mA_per_g, 0, None, lo_open=True, unit=" mA/g")
+    check_names(diffusivity, _DIFFUSIVITY_NAMES, "fluxsim.make_params", MAKE_PARAMS_NAMES)
+    _check_range("radius_m", radius_m, 0, None, lo_open=True, unit="m")
+    _check_range("rate_mA_per_g", rate_mA_per_g, 0, None, lo_open=True, unit="mA/g")
     if surface_model not in ("A", "B"):
         raise ValueError(f"surface_model must be 'A' (flux ratio) or 'B' (film resistance), got {surface_model!r}")
     if surface_model == "A":
@@ -139,10 +130,13 @@ def make_params(
     else:
         _check_range("eta", eta, 0, None)
     _check_range("blocked_fraction", blocked_fraction, 0, 1)
-    _check_range("arc_center_rad", arc_center_rad, unit=" rad")
+    _check_range("arc_center_rad", arc_center_rad, unit="rad")
     arcs = [(float(blocked_fraction), float(eta))]
     if extra_arcs is not None:
-        extra_arcs = np.asarray(extra_arcs, float).reshape(-1, 3)
+        extra_arcs = numbers("extra_arcs", extra_arcs)
+        if extra_arcs.shape != (3,) and (extra_arcs.ndim != 2 or extra_arcs.shape[1] != 3):
+            raise InputError("extra_arcs", f" = {extra_arcs.tolist()} must be rows of [center_rad, fraction, eta]")
+        extra_arcs = extra_arcs.reshape(-1, 3)
         for k, (_, frac, eta_k) in enumerate(extra_arcs):
             _check_range(f"extra_arcs[{k}] fraction", frac, 0, 1)
             _check_range(f"extra_arcs[{k}] eta", eta_k, 0, 1 if surface_model == "A" else None)
@@ -156,7 +150,7 @@ def make_params(
             "out (allowed: eta > 0 or blocked_fraction < 1)"
         )
     if eta_profile is not None:
-        eta_profile = np.asarray(eta_profile, float)
+        eta_profile = numbers("eta_profile", eta_profile)
         if eta_profile.ndim != 1 or eta_profile.size < 2 or np.any(eta_profile < 0) or not eta_profile.any():
             raise ValueError("eta_profile must be 1-D, >= 2 samples, all >= 0 and not all zero")
     theta0 = (1.0 if surface_model == "A" else THETA0_MODEL_B) if theta0 is None else theta0
@@ -174,8 +168,11 @@ def make_params(
             )
         kinetics = FluxRatio(flux_normalisation)
     else:
-        _check_range("r_NMC_ohm_m2", r_NMC_ohm_m2, 0, None, lo_open=True, unit=" Ohm m2")
-        _check_range("temperature_K", temperature_K, 0, None, lo_open=True, unit=" K")
+        _check_range("r_NMC_ohm_m2", r_NMC_ohm_m2, 0, None, lo_open=True, unit="Ohm m2")
+        _check_range("temperature_K", temperature_K, 0, None, lo_open=True, unit="K")
+        _check_range("U0_V", U0_V, unit="V")
+        _check_range("k_V", k_V, unit="V")
+        _check_range("voltage_cut_V", voltage_cut_V, None, math.inf, unit="V")
         if float(theta0) >= 1.0:
             raise ValueError("theta0 must be < 1 with surface model B (its OCP diverges at 1); try 1 - 1e-4")
         kinetics = FilmResistance(r_NMC_ohm_m2, U0_V, k_V, temperature_K)
@@ -195,6 +192,11 @@ def make_params(
         material=Material(molar_mass_g_per_mol, density_kg_per_m3),
     )
 
+
+#: Keywords of :func:`make_diffusivity` that :func:`make_params` passes on (``diffusivity`` names the law).
+_DIFFUSIVITY_NAMES = frozenset(inspect.signature(make_diffusivity).parameters) - {"law"} | {"diffusivity"}
+#: Every keyword :func:`make_params` accepts.
+MAKE_PARAMS_NAMES = frozenset(inspect.signature(make_params).parameters) - {"diffusivity"} | _DIFFUSIVITY_NAMES
 
 #: Where each named scalar input lives in the Params pytree (None: a top-level field).
 _INPUT_LOCATION = {
@@ -388,16 +390,24 @@ def run(
     Returns:
         A :class:`Result`.
     """
+    check_names(physical, MAKE_PARAMS_NAMES, "fluxsim.run", MAKE_PARAMS_NAMES | _RUN_NAMES)
     params = make_params(**physical)
     protocol = check_protocol((Charge(),) if protocol is None else protocol)
+    if numerics is not None and not isinstance(numerics, Numerics):
+        raise UnknownInputError("numerics", f" = {numerics!r} must be a fluxsim.Numerics")
     numerics = numerics or Numerics()
     overrides = {k: v for k, v in dict(nr=nr, nphi=nphi, n_steps=n_steps).items() if v is not None}
     numerics = dataclasses.replace(numerics, **overrides)
-    check_numerics(numerics, protocol)
-    snapshot_times_s = tuple(float(t) for t in np.atleast_1d(np.asarray(snapshot_times_s, float)))
-    for t in snapshot_times_s:
-        _check_range("snapshot_times_s", t, 0, None, unit=" s")
+    numerics = check_numerics(numerics)  # types and ranges, then the solver's own consistency checks
+    check_solver_numerics(numerics, protocol)
+    check_resolution(numerics, protocol, [physical], prefix="")
+    times = snapshot_times_s if np.ndim(snapshot_times_s) else [snapshot_times_s]
+    snapshot_times_s = tuple(_check_range(f"snapshot_times_s[{i}]", t, 0, None, unit="s") for i, t in enumerate(times))
     solve = jax.jit(simulate, static_argnums=(1, 2, 3, 4))
     solution = solve(params, protocol, numerics, snapshot_times_s, False)
     solution = jax.tree.map(np.asarray, solution)
     return Result(solution, params, protocol, numerics, snapshot_times_s)
+
+
+#: The keywords of :func:`run` besides those of :func:`make_params`.
+_RUN_NAMES = frozenset(inspect.signature(run).parameters) - {"physical"}

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from fluxsim import checks
 from fluxsim.api import make_params
+from fluxsim.checks import MIN_ARC_NODES, MIN_SAVES_PER_STEP  # noqa: F401  (re-exported: the resolution limits)
 from fluxsim.constants import FARADAY_C_PER_MOL
 from fluxsim.protocol import Charge, Discharge, Rest, check_protocol
 from fluxsim.solver import Numerics, Params, check_numerics
@@ -96,15 +98,6 @@ _ALL_LAW_INPUTS = set().union(*_LAW_INPUTS.values())
 NOT_IN_IDENTITY = ("hydra", "runtime", "sweep.shard", "output.store", "output.plots", "output.overwrite")
 
 POINT_DIM = "point"
-
-#: "Too coarse for the run" (:func:`check_resolution`): every blocked arc with 0 < fraction, and the open rest of the
-#: perimeter when there is one, must span at least this many surface node spacings (2 pi R / nphi). A narrower arc
-#: falls inside one node's dual arc: its total current is still exact, but not where it goes, so the core offset it
-#: causes is not resolved.
-MIN_ARC_NODES = 1.0
-#: "Too coarse for the run": every protocol step must save at least this many states (n_steps / save_every), so
-#: that each step's series (d(t), core fraction, ...) is more than a straight line between its end points.
-MIN_SAVES_PER_STEP = 4
 
 #: The checkout: ``conf/`` (config groups) and ``sweeps/`` (the preset studies, group ``preset``) lie beside the
 #: package. ``conf/config.yaml`` puts ``sweeps/`` on hydra's search path through ``${fluxsim_root:}``.
@@ -346,7 +339,7 @@ def _base_inputs(cfg: Mapping) -> dict:
                 if name == "theta0":
                     continue  # the surface model's default
                 raise ConfigError(f"{path} must be a number, got null")
-            value = _number(path, value, allow_inf=name == "voltage_cut_V")
+            # checked below by make_params against the input's range (NaN, inf and text included)
         elif name == "low_theta_dip":
             value = _bool(path, value)
         elif name == "extra_arcs":
@@ -367,7 +360,17 @@ def _base_inputs(cfg: Mapping) -> dict:
         elif name == "diffusivity" and value not in _LAW_INPUTS:
             raise ConfigError(f"{path} = {value!r} is not a known D law; allowed: {', '.join(_LAW_INPUTS)}")
         inputs[name] = value
-    return inputs
+    try:
+        make_params(**inputs)
+    except checks.InputError as err:
+        raise ConfigError(err.renamed(CONFIG_KEYS.get(err.name, err.name))) from None
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+    return {k: float(v) if k in INPUTS else v for k, v in inputs.items()}
+
+
+#: make_params keyword -> config key (messages about the groups' values name the key the user typed).
+CONFIG_KEYS: dict[str, str] = {name: path for path, name in CONFIG_INPUTS.items()}
 
 
 def _protocol(cfg: Mapping) -> tuple:
@@ -398,10 +401,11 @@ def _protocol(cfg: Mapping) -> tuple:
             out.append(Rest(duration_s=_number(f"{where}.duration_s", step["duration_s"]), **kw))
             continue
         if step.get("rate_mA_per_g") is not None:
-            kw["rate_mA_per_g"] = _number(f"{where}.rate_mA_per_g", step["rate_mA_per_g"])
-            if not kw["rate_mA_per_g"] > 0:
-                raise ConfigError(f"{where}.rate_mA_per_g = {kw['rate_mA_per_g']!r} mA/g ({kind}) is outside the "
-                                  "allowed range (0, inf]")
+            try:
+                kw["rate_mA_per_g"] = checks.check_range(f"{where}.rate_mA_per_g", step["rate_mA_per_g"], 0,
+                                                         lo_open=True, unit="mA/g")
+            except checks.InputError as err:
+                raise ConfigError(str(err)) from None
         if step.get("max_duration_s") is not None:
             kw["max_duration_s"] = _number(f"{where}.max_duration_s", step["max_duration_s"], allow_inf=True)
         if step.get("until_cutoff") is not None:
@@ -419,19 +423,9 @@ def _numerics(cfg: Mapping, protocol) -> Numerics:
     unknown = set(section) - set(fields)
     if unknown:
         raise ConfigError(f"numerics has unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
-    kw = {}
-    for name, value in section.items():
-        kw[name] = _number(f"numerics.{name}", value, integer=fields[name].type in (int, "int"))
-    for name, lo in (("nr", 2), ("nphi", 8), ("n_steps", 4), ("save_every", 1), ("newton_max_iterations", 1)):
-        if name in kw and kw[name] < lo:
-            raise ConfigError(f"numerics.{name} = {kw[name]} must be >= {lo}")
-    for name in ("newton_tolerance", "grading_width"):
-        if name in kw and not kw[name] > 0:
-            raise ConfigError(f"numerics.{name} = {kw[name]} must be > 0")
-    if "first_step_ratio" in kw and not 0 < kw["first_step_ratio"] <= 1:
-        raise ConfigError(f"numerics.first_step_ratio = {kw['first_step_ratio']} is outside (0, 1]")
-    numerics = Numerics(**kw)
+    numerics = Numerics(**section)
     try:
+        numerics = checks.check_numerics(numerics, prefix="numerics.")  # the same checks as fluxsim.run
         check_numerics(numerics, protocol)
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -727,49 +721,16 @@ def load(cfg) -> JobConfig:
 
 
 def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
-    """Refuse numerics too coarse for the run (before any compute).
-
-    * angular: at ``numerics.nphi`` nodes per ring, every blocked arc of every sweep point (``blocked_fraction`` and
-      the fractions of ``extra_arcs``) with a nonzero fraction, and the open rest of the perimeter when there is
-      one, must span at least :data:`MIN_ARC_NODES` node spacings; an ``eta_profile`` needs at least as many nodes as
-      samples;
-    * time: every protocol step must save at least :data:`MIN_SAVES_PER_STEP` states (``n_steps / save_every``).
+    """Refuse numerics too coarse for any point of the sweep (:func:`fluxsim.checks.check_resolution`).
 
     Raises:
         ConfigError: naming the numerics key, its value, the input it cannot resolve and what would do.
     """
-    nphi = numerics.nphi
-    for i, step in enumerate(protocol):
-        n_steps = step.n_steps or numerics.n_steps
-        saves = n_steps // numerics.save_every
-        if saves < MIN_SAVES_PER_STEP:
-            key = f"protocol.steps[{i}].n_steps" if step.n_steps else "numerics.n_steps"
-            raise ConfigError(
-                f"{key} = {n_steps} is too coarse for protocol step {i} ({step.kind}): with numerics.save_every = "
-                f"{numerics.save_every} it saves {saves} state(s); at least {MIN_SAVES_PER_STEP} are needed "
-                f"(n_steps >= {MIN_SAVES_PER_STEP * numerics.save_every})"
-            )
-    min_fraction = MIN_ARC_NODES / nphi
-    for i, inputs in enumerate(sweep.inputs):
-        arcs = [("blocked_fraction", float(inputs.get("blocked_fraction", 0.0)))]
-        arcs += [(f"extra_arcs[{k}] fraction", float(row[1])) for k, row in enumerate(inputs.get("extra_arcs") or ())]
-        rest = 1.0 - sum(f for _, f in arcs)
-        arcs.append(("open rest of the perimeter (1 - blocked fractions)", rest))
-        for name, fraction in arcs:
-            if fraction <= 0 or fraction >= min_fraction:
-                continue
-            where = "" if sweep.size == 1 else f" (sweep point {i}: {_describe(sweep, i)})"
-            needed = MIN_ARC_NODES / fraction
-            needed = math.ceil(needed - 1e-9) if needed < 1e12 else f"{needed:.3g}"  # a subnormal fraction: inf
-            raise ConfigError(
-                f"numerics.nphi = {nphi} is too coarse for {name} = {fraction:.6g}{where}: the arc spans "
-                f"{fraction * nphi:.3g} surface node spacings, at least {MIN_ARC_NODES:g} are needed (allowed: a "
-                f"fraction of 0 or >= {min_fraction:.6g}, or nphi >= {needed})"
-            )
-        profile = inputs.get("eta_profile")
-        if profile is not None and len(profile) > nphi:
-            raise ConfigError(f"numerics.nphi = {nphi} is too coarse for eta_profile with {len(profile)} samples: "
-                              f"at least as many surface nodes as samples are needed (nphi >= {len(profile)})")
+    describe = None if sweep.size == 1 else (lambda i: _describe(sweep, i))
+    try:
+        checks.check_resolution(numerics, protocol, sweep.inputs, describe)
+    except checks.InputError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _describe(sweep: SweepSpec, flat: int) -> str:

@@ -82,8 +82,8 @@ import numpy as np
 import optax
 
 import fluxsim
+from fluxsim import checks, outputs
 from fluxsim import observations as obs_mod
-from fluxsim import outputs
 from fluxsim.api import make_params, replace
 from fluxsim.protocol import Charge
 from fluxsim.solver import Numerics, Params, simulate
@@ -95,7 +95,7 @@ HORIZON_MARGIN = 1.05
 #: Default discretisation of fits (see the module docstring for its accuracy).
 DEFAULT_NUMERICS = Numerics(nr=16, nphi=64, n_steps=64)
 #: Uncertainties assumed where the file gives none (the covariance is then rescaled by the reduced chi2).
-DEFAULT_D_SIGMA_NM = 10.0
+DEFAULT_D_SIGMA_NM = obs_mod.DEFAULT_D_SIGMA_NM  # stated with the CSV format
 DEFAULT_CORE_FRACTION_SIGMA = 0.02
 #: Data points per series are padded to a multiple of this (fewer distinct shapes, fewer compilations).
 PAD_POINTS = 8
@@ -846,6 +846,7 @@ def fit(
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; allowed: {', '.join(map(repr, METHODS))}")
     numerics = numerics or DEFAULT_NUMERICS
+    numerics = checks.check_numerics(numerics, prefix="numerics.")
     particle = observations.particles[0]
 
     # ---- base parameters and start values -------------------------------------------------------------------
@@ -862,6 +863,7 @@ def fit(
         if radius is not None and "radius_m" not in kwargs:
             kwargs["radius_m"] = radius
         base = make_params(surface_model=model, **kwargs)
+        checks.check_resolution(numerics, (Charge(),), [kwargs])  # as fluxsim.run and the command line
     else:
         if inputs:
             raise ValueError(f"give fixed inputs either through base= or as keywords, not both ({sorted(inputs)})")

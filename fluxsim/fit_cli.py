@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -28,12 +29,16 @@ def _value(text: str):
 
 def parse_inputs(items: list[str]) -> dict:
     """``["blocked_fraction=0.25", "surface_model=B"]`` -> ``{"blocked_fraction": 0.25, "surface_model": "B"}``."""
+    from fluxsim.api import MAKE_PARAMS_NAMES
+    from fluxsim.checks import check_names
+
     out = {}
     for item in items:
         if "=" not in item:
-            raise SystemExit(f"fluxsim fit: expected NAME=VALUE for a fixed input, got {item!r}")
+            raise ValueError(f"expected NAME=VALUE for a fixed input, got {item!r}")
         name, value = item.split("=", 1)
         out[name.strip().lstrip("+")] = _value(value.strip())
+    check_names(out, MAKE_PARAMS_NAMES, "fluxsim fit")
     return out
 
 
@@ -61,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="chi2 profile along eta (default grid)")
     p.add_argument("--numerics", default=None, metavar="NR,NPHI,NSTEPS",
                    help="model discretisation (default 16,64,64)")
+    p.add_argument("--negative-d", choices=("noise", "drop", "refuse"), default="noise",
+                   help="rows with negative d: keep them as noise around 0 when within 3 standard uncertainties "
+                        "(default), drop them, or refuse them (docs/fit.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of the multi-start sample")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
@@ -72,15 +80,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from fluxsim import fit as fit_mod
     from fluxsim import observations as obs_mod
+    from fluxsim.checks import check_numerics
     from fluxsim.solver import Numerics
 
     try:
-        obs = obs_mod.read_csv(args.observations)
-    except (obs_mod.ObservationError, FileNotFoundError) as err:
+        inputs = parse_inputs(args.inputs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", obs_mod.ObservationWarning)
+            obs = obs_mod.read_csv(args.observations, negative_d=args.negative_d)
+    except (ValueError, OSError) as err:  # ObservationError, unknown NAME=VALUE, missing or unreadable file
         print(f"fluxsim fit: {err}", file=sys.stderr)
         return 2
+    for warning in caught:
+        print(f"fluxsim fit: warning: {warning.message}", file=sys.stderr)
     names = [n.strip() for n in args.params.split(",") if n.strip()]
-    inputs = parse_inputs(args.inputs)
     if args.blocked_fraction is not None:
         inputs["blocked_fraction"] = args.blocked_fraction
     if args.arc_center_rad is not None:
@@ -98,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fluxsim fit: --numerics expects NR,NPHI,NSTEPS, got {args.numerics!r}", file=sys.stderr)
             return 2
         numerics = Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
+        try:
+            check_numerics(numerics, prefix="--numerics ")
+        except ValueError as err:
+            print(f"fluxsim fit: {err}", file=sys.stderr)
+            return 2
     particles = [args.particle] if args.particle is not None else obs.particles
     out = Path(args.out) if args.out else Path("outputs") / "fit" / Path(args.observations).stem
     for particle in particles:

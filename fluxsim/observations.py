@@ -11,7 +11,8 @@ column                                 required  meaning
 ``capacity_mAh_per_g``                 one of    passed capacity [mAh g-1], >= 0; converted with the rate:
                                                  ``time_s = 3600 capacity / rate``
 ``d_nm``                               yes       core offset d [nm], >= 0: distance between the particle's and the
-                                                 Li-rich core's centres of mass
+                                                 Li-rich core's centres of mass (negative noise near 0: see
+                                                 ``negative_d`` of :func:`from_columns`)
 ``d_sigma_nm``                         no        standard uncertainty of d [nm] (of each Cartesian component when a
                                                  direction is given), > 0
 ``direction_rad`` / ``direction_deg``  no        direction of the core offset, counter-clockwise from +x (image
@@ -43,6 +44,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -68,8 +70,20 @@ PARTICLE = "particle"
 DEFAULT_PARTICLE = "0"
 
 
+#: Uncertainty of d [nm] assumed where the file gives no ``d_sigma_nm`` (the fit's weights, the negative-d noise test).
+DEFAULT_D_SIGMA_NM = 10.0
+#: A negative d is accepted as noise around 0 when it lies within this many standard uncertainties of 0.
+NEGATIVE_D_SIGMAS = 3.0
+#: What :func:`from_columns` / :func:`read_csv` do with negative d (``negative_d=``; ``fluxsim fit --negative-d``).
+NEGATIVE_D_CHOICES = ("noise", "drop", "refuse")
+
+
 class ObservationError(ValueError):
     """A malformed observations file or table; the message names the line and column."""
+
+
+class ObservationWarning(UserWarning):
+    """Measurements kept or dropped with a note (negative d accepted as noise, or dropped)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,13 +212,19 @@ def _number(text: str, column: str, line: int) -> float:
     return value
 
 
-def from_columns(columns: Mapping[str, Iterable], source: str = "", first_line: int = 2) -> Observations:
+def from_columns(columns: Mapping[str, Iterable], source: str = "", first_line: int = 2,
+                 negative_d: str = "noise") -> Observations:
     """Build :class:`Observations` from a table of columns (names as in the CSV format), with every check.
 
     Args:
         columns: column name -> sequence of values (strings or numbers), all of equal length.
         source: description used in messages.
         first_line: file line of the first row (2 for a CSV with one header line).
+        negative_d: what to do with rows whose d is negative (measured noise around 0 at early times):
+            ``"noise"`` (default) keeps them unchanged as signed noise when ``-d`` is within
+            :data:`NEGATIVE_D_SIGMAS` standard uncertainties (``d_sigma_nm``, else :data:`DEFAULT_D_SIGMA_NM`)
+            and refuses larger negatives; ``"drop"`` drops every negative row; ``"refuse"`` refuses any. Kept or
+            dropped rows are listed in an :class:`ObservationWarning`.
 
     Raises:
         ObservationError: missing columns, non-numbers, NaN, out-of-range values, negative or unsorted times,
@@ -253,13 +273,20 @@ def from_columns(columns: Mapping[str, Iterable], source: str = "", first_line: 
     check("rate", lambda v: v > 0, "> 0")
     check("time", lambda v: v >= 0, ">= 0 (times are measured from the start of the charge)")
     check("capacity", lambda v: v >= 0, ">= 0")
-    check("d", lambda v: v >= 0, ">= 0 (a distance)")
     check("d_sigma", lambda v: v > 0, "> 0")
     check("core_fraction", lambda v: (v >= 0) & (v <= 1), "in [0, 1]")
     check("core_fraction_sigma", lambda v: v > 0, "> 0")
     check("radius", lambda v: v > 0, "> 0")
     check("diameter", lambda v: v > 0, "> 0")
 
+    keep = _negative_d(values, found["d"], data[found["d"]], lines, negative_d, where)
+    if not keep.all():
+        values = {q: v[keep] for q, v in values.items()}
+        data = {k: [x for x, kept in zip(v, keep) if kept] for k, v in data.items()}
+        particles = [p for p, kept in zip(particles, keep) if kept]
+        lines = lines[keep]
+        if not keep.any():
+            raise ObservationError(f"no measurements{where} left after dropping the rows with negative d")
     time_s = values["time"] if "time" in values else values["capacity"] * 3600.0 / values["rate"]
     size = values.get("radius", values.get("diameter"))
     size_column = found.get("radius", found.get("diameter"))
@@ -300,11 +327,52 @@ def from_columns(columns: Mapping[str, Iterable], source: str = "", first_line: 
     return Observations(tuple(series), radius, source)
 
 
-def read_csv(path: str | Path) -> Observations:
-    """Read an observations CSV (format in the module docstring); errors name the line and the column."""
+def _negative_d(values: dict, column: str, texts: list, lines: np.ndarray, mode: str, where: str) -> np.ndarray:
+    """Apply the ``negative_d`` policy (see :func:`from_columns`); returns the mask of the rows kept."""
+    if mode not in NEGATIVE_D_CHOICES:
+        raise ObservationError(f"negative_d = {mode!r} must be one of {', '.join(map(repr, NEGATIVE_D_CHOICES))}")
+    d = values["d"]
+    negative = d < 0
+    if not negative.any():
+        return np.ones(d.shape, bool)
+    sigma = values.get("d_sigma", np.full(d.shape, DEFAULT_D_SIGMA_NM))
+
+    def listing(mask):
+        rows = [f"line {ln} ({column} = {texts[k]!r})" for k, ln in zip(np.flatnonzero(mask), lines[mask])]
+        return ", ".join(rows[:10]) + (f", ... ({len(rows)} rows)" if len(rows) > 10 else "")
+
+    too_negative = negative & (-d > NEGATIVE_D_SIGMAS * sigma) if mode == "noise" else negative
+    if mode != "drop" and too_negative.any():
+        k = int(np.argmax(too_negative))
+        rule = ">= 0 (a distance)" if mode == "refuse" else (
+            f">= 0 (a distance), or >= -{NEGATIVE_D_SIGMAS:g} sigma = {-NEGATIVE_D_SIGMAS * sigma[k]:g} nm as noise "
+            "around 0")
+        raise ObservationError(
+            f"line {lines[k]}, column {column!r}: {texts[k]!r} must be {rule}{where}; refused: "
+            f"{listing(too_negative)}. "
+            "Allowed: negative_d = 'noise' (keep negatives within the noise), 'drop' (drop every negative row) or "
+            "'refuse' (fluxsim fit --negative-d ...)")
+    if mode == "drop":
+        warnings.warn(f"dropped {int(negative.sum())} row(s) with negative d{where}: {listing(negative)}",
+                      ObservationWarning, stacklevel=3)
+        return ~negative
+    warnings.warn(f"kept {int(negative.sum())} row(s) with negative d{where} as noise around 0 (within "
+                  f"{NEGATIVE_D_SIGMAS:g} standard uncertainties): {listing(negative)}", ObservationWarning,
+                  stacklevel=3)
+    return np.ones(d.shape, bool)
+
+
+def read_csv(path: str | Path, negative_d: str = "noise") -> Observations:
+    """Read an observations CSV (format in the module docstring); errors name the line and the column.
+
+    ``negative_d``: the policy for negative d (see :func:`from_columns`).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"observations file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise ObservationError(f"observations file {str(path)!r} is a directory or not a regular file: give the CSV "
+                               "file itself")
     with path.open(newline="") as fh:
         rows = [row for row in csv.reader(fh)]
     rows = [r for r in rows if r and not (len(r) == 1 and not r[0].strip())]
@@ -320,7 +388,7 @@ def read_csv(path: str | Path) -> Observations:
             raise ObservationError(f"{path}: line {i} has {len(row)} fields, the header has {len(header)}")
         for h, v in zip(header, row):
             columns[h].append(v.strip())
-    return from_columns(columns, source=str(path))
+    return from_columns(columns, source=str(path), negative_d=negative_d)
 
 
 def to_columns(observations: Observations) -> dict[str, list]:

@@ -24,6 +24,8 @@ import math
 
 import numpy as np
 
+from fluxsim.checks import check_range
+
 
 @dataclasses.dataclass(frozen=True)
 class Charge:
@@ -87,9 +89,8 @@ def check_protocol(protocol) -> tuple:
     for i, step in enumerate(steps):
         if not isinstance(step, Charge | Discharge | Rest):
             raise TypeError(f"protocol step {i} must be Charge, Rest or Discharge, got {step!r}")
-        if step.rate_mA_per_g is not None and not step.rate_mA_per_g > 0 and step.kind != "rest":
-            raise ValueError(f"protocol step {i} ({step.kind}): rate_mA_per_g = {step.rate_mA_per_g!r} mA/g is outside "
-                             "the allowed range (0, inf]")
+        if step.rate_mA_per_g is not None and step.kind != "rest":
+            check_range(f"protocol[{i}].rate_mA_per_g", step.rate_mA_per_g, 0, lo_open=True, unit="mA/g")
         if not step.max_duration_s > 0:
             raise ValueError(f"protocol step {i} ({step.kind}): duration must be > 0 s, got {step.max_duration_s}")
         if step.kind == "rest" and not math.isfinite(step.duration_s):

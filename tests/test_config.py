@@ -109,10 +109,10 @@ def test_points_crossed_with_grid():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["sweep=single", "surface.eta=1.5"], "eta = 1.5 is outside the allowed range [0, 1]"),
+        (["sweep=single", "surface.eta=1.5"], "surface.eta = 1.5 is outside the allowed range [0, 1]"),
         (["surface.eta=1.5"], "eta = 1.5"),  # checked even where the sweep replaces it
         (["surface.eta=abc"], "surface.eta = 'abc' must be a number"),
-        (["geometry.radius_m=-1e-6"], "radius_m = -1e-06 m is outside the allowed range (0, inf]"),
+        (["geometry.radius_m=-1e-6"], "geometry.radius_m = -1e-06 m is outside the allowed range (0, inf)"),
         (["sweep=fig5b", "sweep.grid.rate_mA_per_g=[100,-5]"], "sweep point 1 (blocked_fraction=0.25, eta=1, "
                                                                "rate_mA_per_g=-5): rate_mA_per_g = -5.0"),
         (["+sweep.grid.theta_ref=[0.7]", "diffusivity=constant"], "theta_ref has no effect with diffusivity law"),
@@ -121,7 +121,7 @@ def test_points_crossed_with_grid():
         (["+sweep.grid.eta=[0.5]"], "'eta' is both a grid dimension and set by sweep.points[0]"),
         (["sweep=single", "+sweep.grid.eta=[0.5,0.5]"], "repeated values"),
         (["numerics.n_steps=42"], "n_steps (42) must be a multiple of numerics.save_every (4)"),
-        (["numerics.nr=1"], "numerics.nr = 1 must be >= 2"),
+        (["numerics.nr=1"], "numerics.nr = 1 is outside the allowed range [2, inf)"),
         (["protocol.steps=[{kind:rest}]"], "protocol.steps[0] (rest) needs duration_s"),
         (["protocol.steps=[{kind:charge,rate:5}]"], "unknown keys ['rate']"),
         (["output.times_s.step=0"], "output.times_s needs start >= 0 and step > 0"),

@@ -54,15 +54,15 @@ INVALID = [
     ("no active surface", ["sweep=single", "surface.blocked_fraction=1", "surface.eta=0"],
      "no active surface: blocked_fraction = 1.0 with eta = 0.0 lets no Li out (allowed: eta > 0 or "
      "blocked_fraction < 1)"),
-    ("radius zero", ["geometry.radius_m=0"], "radius_m = 0.0 m is outside the allowed range (0, inf]"),
+    ("radius zero", ["geometry.radius_m=0"], "radius_m = 0.0 m is outside the allowed range (0, inf)"),
     ("radius negative, swept", ["sweep=single", "+sweep.grid.radius_m=[1e-6,-1e-6]"],
-     "sweep point 1 (radius_m=-1e-06): radius_m = -1e-06 m is outside the allowed range (0, inf]"),
-    ("rate zero", ["protocol.rate_mA_per_g=0"], "rate_mA_per_g = 0.0 mA/g is outside the allowed range (0, inf]"),
+     "sweep point 1 (radius_m=-1e-06): radius_m = -1e-06 m is outside the allowed range (0, inf)"),
+    ("rate zero", ["protocol.rate_mA_per_g=0"], "rate_mA_per_g = 0.0 mA/g is outside the allowed range (0, inf)"),
     ("charge step rate negative", ["protocol.steps=[{kind:charge,rate_mA_per_g:-50}]"],
-     "protocol.steps[0].rate_mA_per_g = -50.0 mA/g (charge) is outside the allowed range (0, inf]"),
+     "protocol.steps[0].rate_mA_per_g = -50.0 mA/g is outside the allowed range (0, inf)"),
     ("discharge step rate zero", ["protocol=charge_discharge",
                                   "protocol.steps=[{kind:charge},{kind:discharge,rate_mA_per_g:0}]"],
-     "protocol.steps[1].rate_mA_per_g = 0.0 mA/g (discharge) is outside the allowed range (0, inf]"),
+     "protocol.steps[1].rate_mA_per_g = 0.0 mA/g is outside the allowed range (0, inf)"),
     ("theta0 below the cut-off", ["protocol.theta0=0.15"], "theta0 = 0.15 is outside the allowed range (0.2, 1]"),
     ("theta0 at the cut-off", ["protocol.theta0=0.5", "protocol.theta_cut=0.5"],
      "theta0 = 0.5 is outside the allowed range (0.5, 1]"),
@@ -88,7 +88,7 @@ INVALID = [
      ["sweep=single", "surface.blocked_fraction=0.99", "surface.eta=0.5"],
      "numerics.nphi = 32 is too coarse for open rest of the perimeter (1 - blocked fractions) = 0.01"),
     ("resolution: too few saved states", ["numerics.n_steps=12"],
-     "numerics.n_steps = 12 is too coarse for protocol step 0 (charge): with numerics.save_every = 4 it saves 3 "
+     "numerics.n_steps = 12 is too coarse for protocol step 0 (charge): with save_every = 4 it saves 3 "
      "state(s); at least 4 are needed (n_steps >= 16)"),
     ("resolution: too few steps in one protocol step", ["protocol=charge_rest", "numerics.save_every=2",
                                                         "protocol.steps=[{kind:charge},{kind:rest,duration_s:60,"
