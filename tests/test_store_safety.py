@@ -68,7 +68,7 @@ def test_overwrite_refuses_what_is_not_a_fluxsim_store(tmp_path, kind):
     proc = run_fluxsim(*NO_PLOTS, f"output.store={target}", "output.overwrite=true", cwd=tmp_path)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text[-3000:]
-    assert f"output.store = '{target}' exists and is not a fluxsim store" in proc.stderr
+    assert f"output.store = '{target}' exists and is not a fluxsim store" in text
     assert "Traceback" not in text and "compiling" not in text and "output.overwrite" not in text
     assert {str(p): p.read_bytes() for p in target.rglob("*") if p.is_file()} == before
     assert not list(tmp_path.glob(".mine*"))  # no lock or temporary store left beside it
