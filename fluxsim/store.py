@@ -776,6 +776,10 @@ class StoreError(Exception):
     """A path given as a store is missing, or is not a readable fluxsim store."""
 
 
+class UnverifiableStoreError(StoreError):
+    """A fluxsim store written before per-point checksums: readable, but its points cannot be verified."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Health:
     """What :func:`verify` found: the per-point check, and the damaged points described one per line."""
@@ -808,8 +812,14 @@ def verify(path: str | Path) -> Health:
         raise StoreError(f"{path} is not a fluxsim store (no fluxsim store metadata, or they cannot be read)")
     try:
         ds = xr.open_zarr(path, consolidated=False)
+        if "checksum_variables" not in ds.attrs:
+            ds.close()
+            raise UnverifiableStoreError(f"{path} was written by a fluxsim without per-point checksums: its points "
+                                         "cannot be verified")
         names = list(ds.attrs["checksum_variables"])
         shape, chunks = ds[DONE].shape, tuple(ds.attrs["chunk_shape"])
+    except StoreError:
+        raise
     except Exception as err:  # noqa: BLE001 - damaged metadata
         raise StoreError(f"{path} cannot be read as a fluxsim store ({type(err).__name__}: {err})") from None
     with ds:
@@ -823,8 +833,13 @@ def verify(path: str | Path) -> Health:
 
 
 def open_verified(path: str | Path) -> xr.Dataset:
-    """:func:`open_store` after :func:`verify`: raises :class:`StoreError` for a missing, foreign or damaged store."""
-    health = verify(path)
+    """:func:`open_store` after :func:`verify`: raises :class:`StoreError` for a missing, foreign or damaged store
+    (a store older than the checksums is opened with a warning)."""
+    try:
+        health = verify(path)
+    except UnverifiableStoreError as err:
+        log.warning("%s", err)
+        return open_store(path)
     if health.n_damaged:
         raise StoreError(f"{path} is damaged: {health.n_damaged} point(s) are marked done but their data are missing "
                          f"or corrupt ({'; '.join(health.check.problems[:5])}). Run `fluxsim verify {path}` for the "

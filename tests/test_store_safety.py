@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 from app_support import FLUXSIM, TEN_POINTS, TINY, load_job, printed_folder, run_fluxsim
 from test_store import _block_outputs
 
@@ -147,6 +148,10 @@ def test_verify_exit_codes(tmp_path, capsys):
     _user_folder(tmp_path / "mine", "user files")
     assert cli.verify_main([str(tmp_path / "mine")]) == 2
     assert "is not a fluxsim store" in capsys.readouterr().err
+    zarr.open_group(str(partial), mode="r+", use_consolidated=False).attrs.pop("checksum_variables")  # older store
+    assert cli.verify_main([str(partial)]) == 2
+    assert "without per-point checksums: its points cannot be verified" in capsys.readouterr().err
+    assert int(store.open_verified(partial)["done"].sum()) == 6  # still plotted, with that warning
 
 
 @pytest.mark.xdist_group("fig4_tiny")
