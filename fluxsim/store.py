@@ -519,6 +519,8 @@ def _alive(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return True
     pid = int(holder.get("pid", -1))
+    if pid <= 0:
+        return False  # a lock file left empty by a writer that died while creating it
     if pid == os.getpid():
         return False  # this process: an earlier run_job in it that ended without releasing
     try:
