@@ -7,6 +7,7 @@
     fluxsim sweep=single +sweep.grid.eta=[0.3,0.7,1.0] +sweep.grid.rate_mA_per_g=[100,200]
     fluxsim -m numerics=default,fine          # structural choices: one hydra job each
     fluxsim plot outputs/fig4/<hash>/results.zarr   # figures from an existing store
+    fluxsim verify outputs/fig4/<hash>/results.zarr # every point's data present and matching its checksum
     fluxsim --cfg job                         # print the composed config (any hydra flag works)
 
 The run folder is ``outputs/<sweep.name>/<config hash>``: re-running the same command resumes an interrupted run
@@ -155,6 +156,7 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> JobOutcome:
         rate = timing["points"] / timing["compute_s"] if timing["compute_s"] > 0 else float("nan")
         log.info("computed %d simulations in %.1f s (%.3g simulations/s, %.2f s each)", timing["points"],
                  timing["compute_s"], rate, 1 / rate if rate else float("nan"))
+    writer.close()  # release this shard's lock
     ds = store_mod.open_store(store_path)
     log.info("store %s: %s", store_path, store_mod.summary(ds))
     failed = store_mod.failed_points(ds)
@@ -230,18 +232,27 @@ def _hydra_main(cfg: DictConfig) -> None:
         raise SystemExit(EXIT_POINTS_FAILED)
 
 
+def _store_error(prog: str, err: Exception) -> int:
+    print(f"{prog}: {err}", file=sys.stderr, flush=True)
+    return 2
+
+
 def plot_main(argv: list[str]) -> int:
-    """``fluxsim plot STORE [OUT_DIR]``: draw the figures of an existing store."""
+    """``fluxsim plot STORE [OUT_DIR]``: draw the figures of an existing store (exit 2 for a missing, foreign or
+    damaged store)."""
     import argparse
 
     from fluxsim import plots
-    from fluxsim.store import open_store
+    from fluxsim.store import StoreError, open_verified
 
     parser = argparse.ArgumentParser(prog="fluxsim plot", description=plot_main.__doc__)
     parser.add_argument("store", help="path of a fluxsim .zarr store")
     parser.add_argument("out_dir", nargs="?", help="where to write the PNGs (default: beside the store)")
     args = parser.parse_args(argv)
-    ds = open_store(args.store)
+    try:
+        ds = open_verified(args.store)
+    except StoreError as err:
+        return _store_error("fluxsim plot", err)
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.store).resolve().parent
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in plots.plot_store(ds, out_dir):
@@ -249,10 +260,45 @@ def plot_main(argv: list[str]) -> int:
     return 0
 
 
+#: Exit status of ``fluxsim verify`` for a store with damaged points, and for an intact but incomplete one.
+EXIT_DAMAGED = 5
+EXIT_INCOMPLETE = 6
+
+
+def verify_main(argv: list[str]) -> int:
+    """``fluxsim verify STORE``: re-read every point marked done and compare it with its checksum. Exit 0: complete
+    and intact; 5: damaged points (listed); 6: intact but not complete; 2: no such path, or not a fluxsim store."""
+    import argparse
+
+    from fluxsim.store import StoreError, verify
+
+    parser = argparse.ArgumentParser(prog="fluxsim verify", description=verify_main.__doc__)
+    parser.add_argument("store", help="path of a fluxsim .zarr store")
+    args = parser.parse_args(argv)
+    try:
+        health = verify(args.store)
+    except StoreError as err:
+        return _store_error("fluxsim verify", err)
+    intact = health.n_points - health.n_damaged - health.n_missing
+    print(f"{args.store}: {intact}/{health.n_points} points intact, {health.n_damaged} damaged, {health.n_missing} "
+          f"not computed yet; {health.n_failed} with a nonzero status")
+    if health.n_damaged:
+        print(f"{health.n_damaged} damaged point(s) (marked done, data missing or corrupt; re-running the command "
+              "that wrote the store computes them again):", file=sys.stderr)
+        for line in health.damaged_points:
+            print(f"  {line}", file=sys.stderr)
+        for problem in health.check.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_DAMAGED
+    return EXIT_INCOMPLETE if health.n_missing else 0
+
+
 def main() -> None:
     """Console entry point (``fluxsim``)."""
     if len(sys.argv) > 1 and sys.argv[1] == "plot":
         raise SystemExit(plot_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "verify":
+        raise SystemExit(verify_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "fit":
         from fluxsim.fit_cli import main as fit_main
 

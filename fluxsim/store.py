@@ -8,39 +8,60 @@ Layout (names are module constants; every variable and coordinate has ``units`` 
   (polar layout of :class:`fluxsim.api.Result`: row 0 is the centre); ``position`` [1, x / R along the blocked-arc
   axis, positive towards the arc]: the line cut; ``core_fraction_level`` [1]; ``protocol_step``;
 * per point: series ``(*sweep, time)``, ``theta (*sweep, snapshot_time, r, phi)``, ``line_cut (*sweep, time,
-  position)``, scalars, ``status`` (-1: not computed, 0: ok, else failure bits, CF ``flag_masks``) and ``done``.
+  position)``, scalars, ``status`` (-1: not computed, 0: ok, else failure bits, CF ``flag_masks``), ``done`` and
+  ``checksum`` (a digest of the point's stored values).
 
 Global attributes: ``fluxsim_version``, ``config`` (the full resolved config as YAML), ``config_identity`` (the part
 that determines results; checked on resume), ``config_hash``, ``jax_backend``, ``jax_devices``, ``created``.
 
 The store is created with its full shape but no data chunks (zarr skips chunks equal to the fill value), then each
-computed block is written to its region with ``to_zarr(region=...)`` and its ``done`` flags set afterwards. Re-opening
-with the same config resumes; a different config is refused (:class:`StoreMismatchError`).
+computed block is written to its region with ``to_zarr(region=...)`` and its completion record, the ``done`` flags
+and the per-point ``checksum`` of the values just written, afterwards. Re-opening with the same config resumes; a
+different config is refused (:class:`StoreMismatchError`). Resuming verifies what it skips: a point counts as done
+only when its record is set and its values, read back, are readable and match the checksum (:func:`check_points`);
+points with missing or corrupt chunks are computed again. ``fluxsim verify STORE`` runs the same check.
+
+Only a store fluxsim recognises as its own (root attributes ``fluxsim_version`` and ``config_identity``) is ever
+resumed or replaced (``output.overwrite``); any other existing, non-empty path is refused and left untouched.
+Metadata are written once, consolidated, at creation and never change afterwards, so ``xr.open_zarr(path)`` opens
+the store without a warning, also while shards are writing it.
 
 Several jobs may write one store (``sweep.shard``): every block is exactly one zarr chunk of every variable, so
 disjoint blocks are disjoint files. Creation is safe against concurrent creators without locks (which shared
 cluster file systems do not always honour): each creator writes the complete empty store under a private temporary
 name and renames it into place; ``rename`` is atomic, so exactly one creator wins and the others find a complete
-store, whose config they then verify like any resumed store (create, then verify).
+store, whose config they then verify like any resumed store (create, then verify). Two runs of the same shard (or
+two unsharded runs) are kept apart by a lock file beside the store (:func:`acquire_lock`).
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime
 import difflib
+import hashlib
+import json
+import logging
+import math
 import os
 import shutil
+import socket
+import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import zarr
 from omegaconf import OmegaConf
 
 import fluxsim
 from fluxsim.config import INPUTS, POINT_DIM, ConfigError, JobConfig
-from fluxsim.sweep import STATUS_CHUNK_FAILED, STATUS_MEANINGS, Block
+from fluxsim.sweep import STATUS_CHUNK_FAILED, STATUS_MEANINGS, Block, blocks
+
+log = logging.getLogger("fluxsim")
 
 TIME = "time"
 SNAPSHOT_TIME = "snapshot_time"
@@ -53,6 +74,10 @@ PROTOCOL_STEP = "protocol_step"
 
 class StoreMismatchError(RuntimeError):
     """An existing store was written with a different config or another fluxsim version."""
+
+
+class StoreLockedError(StoreMismatchError):
+    """Another live run of the same shard (or an overlapping one) holds the store's lock."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +123,17 @@ VARIABLES: dict[str, Var] = {
     "newton_change": Var((), "1", "largest final Newton update of any time step"),
     "status": Var((), "1", "simulation status (-1: not computed, 0: ok, else failure bits)", "int8", -1),
     "done": Var((), "1", "point computed and written", "bool", False),
+    "checksum": Var((), "1", "BLAKE2b-64 digest of the point's stored values, written after them (checked on resume)",
+                    "uint64", 0),
 }
 
-#: Written after the data of a block: the block counts as finished only once it is set.
+#: The completion record of a block, written after its data: ``done`` flags and the ``checksum`` of each point.
 DONE = "done"
+CHECKSUM = "checksum"
+RECORD = (DONE, CHECKSUM)
+
+#: Root attributes that mark a store as fluxsim's own (only such a store is resumed or replaced).
+OWN_ATTRS = ("fluxsim_version", "config_identity")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -195,6 +227,7 @@ def global_attrs(job: JobConfig) -> dict:
         "config_hash": job.config_hash,
         "sweep_dims": list(job.sweep.dims),
         "chunk_shape": list(job.sweep.chunk_shape),
+        "checksum_variables": [n for n in variable_names(job) if n not in RECORD],
         "jax_version": jax.__version__,
         "jax_backend": jax.default_backend(),
         "jax_devices": [str(d) for d in devs],
@@ -242,10 +275,14 @@ def _identity_diff(old: str, new: str) -> str:
 class StoreWriter:
     """Creates or re-opens the store of a job and writes blocks of points into it.
 
+    Holds the lock of the job's shard (:func:`acquire_lock`) from construction until :meth:`close` (or the end of the
+    process).
+
     Args:
         path: the ``.zarr`` directory.
         job: the validated job.
-        overwrite: replace a store written with a different config instead of refusing.
+        overwrite: replace a fluxsim store written with a different config instead of refusing (anything that is not
+            a fluxsim store is never replaced).
     """
 
     def __init__(self, path: str | Path, job: JobConfig, *, overwrite: bool = False):
@@ -255,25 +292,43 @@ class StoreWriter:
         self.zarr_format = job.output.zarr_format
         if job.sweep.chunk_shape is None:
             raise ValueError("resolve sweep.chunk_size=auto before creating the store (see fluxsim.cli.run_job)")
-        if not self.path.exists() and self._create():
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = acquire_lock(self.path, job.sweep.shard)
+        try:
+            self._open(overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, overwrite: bool) -> None:
+        if not _occupied(self.path) and self._create():
             return
+        refuse_foreign(self.path, "output.store")
         problem, old = self._open_existing()
         if problem is None:
             return
         if not overwrite:
-            raise _mismatch(self.path, problem, old, job)
+            raise _mismatch(self.path, problem, old, self.job)
         shutil.rmtree(self.path)
         if not self._create():
             raise StoreMismatchError(f"{self.path} was re-created by another process while being replaced")
 
+    def close(self) -> None:
+        """Release the lock (the store stays as it is)."""
+        release_lock(self.lock)
+
     def _create(self) -> bool:
-        """Create the empty store atomically; False if another process created it first (nothing is changed)."""
+        """Create the empty store atomically; False if another process created it first (nothing is changed).
+
+        The metadata are consolidated in the private copy, before the rename: they never change afterwards.
+        """
         ds, encoding = template(self.job)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
         try:
-            ds.to_zarr(tmp, mode="w-", encoding=encoding, zarr_format=self.zarr_format, consolidated=False,
-                       write_empty_chunks=False)
+            with warnings.catch_warnings():  # zarr 3: consolidated metadata are not (yet) in the v3 spec
+                warnings.filterwarnings("ignore", "Consolidated metadata", UserWarning)
+                ds.to_zarr(tmp, mode="w-", encoding=encoding, zarr_format=self.zarr_format, consolidated=True,
+                           write_empty_chunks=False)
             os.rename(tmp, self.path)  # atomic; fails if another creator's non-empty store is already there
         except OSError:
             if not self.path.exists():
@@ -283,15 +338,25 @@ class StoreWriter:
             if tmp.exists():
                 shutil.rmtree(tmp)
         self.done = np.zeros(self.job.sweep.shape, bool)
+        self.damaged = np.zeros(self.job.sweep.shape, bool)
         self.resumed = False
         return True
 
     def _open_existing(self) -> tuple[str | None, str | None]:
-        """Re-open an existing store: ``(None, identity)`` when this job may resume it, else ``(problem, identity)``."""
-        problem, old, done = _inspect(self.path, self.job)
+        """Re-open an existing store: ``(None, identity)`` when this job may resume it, else ``(problem, identity)``.
+
+        The points it may skip are those whose completion record matches their data (:func:`check_points`); the
+        others, damaged ones included, are computed again.
+        """
+        problem, old = _inspect(self.path, self.job)
         if problem is None:
-            self.done = done
+            check = check_points(self.path, [n for n in self.names if n not in RECORD], self.job.sweep.shape,
+                                 self.job.sweep.chunk_shape)
+            self.done, self.damaged = check.intact, check.damaged
             self.resumed = True
+            if self.damaged.any():
+                log.warning("%d point(s) of %s are marked done but their data are missing or corrupt; they are "
+                            "computed again", int(self.damaged.sum()), self.path)
         return problem, old
 
     def is_done(self, block: Block) -> bool:
@@ -307,15 +372,259 @@ class StoreWriter:
         xr.Dataset(variables).to_zarr(self.path, region=region, mode="r+", consolidated=False)
 
     def write(self, block: Block, outputs: dict[str, np.ndarray]) -> None:
-        """Write a computed block (each output shaped ``block.shape + extra``), then mark it done."""
-        data = {name: outputs[name] for name in self.names if name not in (DONE,)}
+        """Write a computed block (each output shaped ``block.shape + extra``), then its completion record."""
+        data = {name: outputs[name] for name in self.names if name not in RECORD}
         self._write(block, data)
-        self._write(block, {DONE: np.ones(block.shape, bool)})
+        self._write(block, {DONE: np.ones(block.shape, bool), CHECKSUM: point_checksums(data, block.shape)})
         self.done[block.region] = True
 
     def fail(self, block: Block, error: BaseException) -> None:
         """Record a block whose computation raised (status bit ``chunk_failed``; not done, so a rerun retries)."""
         self._write(block, {"status": np.full(block.shape, STATUS_CHUNK_FAILED, np.int8)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Completion records: checksums, verification
+# ---------------------------------------------------------------------------------------------------------------
+def point_checksums(data: dict[str, np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """The ``checksum`` of each point of a block: BLAKE2b-64 over its values of every variable in ``data`` (in the
+    order given), each as stored (its ``VARIABLES`` dtype, little-endian; NaNs canonical, since a chunk of fill
+    values is not written and reads back as the fill NaN)."""
+    n = math.prod(shape)
+    digests = [hashlib.blake2b(digest_size=8) for _ in range(n)]
+    for name, value in data.items():
+        dtype = np.dtype(VARIABLES[name].dtype)
+        values = np.asarray(value, dtype).reshape(n, -1)
+        if dtype.kind == "f":
+            values = np.where(np.isnan(values), np.nan, values)
+        rows = np.ascontiguousarray(values, dtype.newbyteorder("<"))
+        for digest, row in zip(digests, rows, strict=True):
+            digest.update(row.tobytes())
+    return np.asarray([int.from_bytes(d.digest(), "little") for d in digests], np.uint64).reshape(shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class PointCheck:
+    """Result of :func:`check_points`, one flag per sweep point.
+
+    Attributes:
+        intact: done, and its data are readable and match its checksum (a resume skips it).
+        damaged: marked done (or its record cannot be read) but its data are missing, unreadable or altered.
+        problems: one text per damaged block: its index and what is wrong.
+    """
+
+    intact: np.ndarray
+    damaged: np.ndarray
+    problems: tuple[str, ...]
+
+
+def check_points(path: str | Path, names: list[str], shape: tuple[int, ...], chunk_shape: tuple[int, ...]
+                 ) -> PointCheck:
+    """Re-read every block whose completion record is set and compare each point with its checksum.
+
+    Reads block by block (memory does not grow with the study); a chunk that cannot be decoded (truncated) marks its
+    whole block damaged, a deleted chunk reads as fill values and fails its checksum.
+    """
+    group = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    intact = np.zeros(shape, bool)
+    damaged = np.zeros(shape, bool)
+    problems = []
+    for block in blocks(shape, chunk_shape):
+        try:
+            done = np.asarray(group[DONE][block.region], bool)
+        except Exception as err:  # noqa: BLE001 - an unreadable record: the block must be computed again
+            damaged[block.region] = True
+            problems.append(f"block {block.index}: its 'done' flags cannot be read ({type(err).__name__})")
+            continue
+        if not done.any():
+            continue
+        try:
+            data = {name: group[name][block.region] for name in names}
+            stored = np.asarray(group[CHECKSUM][block.region], np.uint64)
+        except Exception as err:  # noqa: BLE001 - missing array or undecodable chunk
+            damaged[block.region] = done
+            problems.append(f"block {block.index}: data cannot be read ({type(err).__name__}: {err})")
+            continue
+        ok = done & (point_checksums(data, block.shape) == stored)
+        intact[block.region] = ok
+        damaged[block.region] = done & ~ok
+        if (done & ~ok).any():
+            problems.append(f"block {block.index}: {int((done & ~ok).sum())} point(s) do not match their checksum "
+                            "(missing or altered chunks)")
+    return PointCheck(intact, damaged, tuple(problems))
+
+
+def is_fluxsim_store(path: str | Path) -> bool:
+    """Whether ``path`` is a zarr group with fluxsim's root attributes (``OWN_ATTRS``)."""
+    try:
+        attrs = zarr.open_group(str(path), mode="r", use_consolidated=False).attrs
+        return all(key in attrs for key in OWN_ATTRS)
+    except Exception:  # noqa: BLE001 - anything unreadable is not recognised
+        return False
+
+
+def _occupied(path: Path) -> bool:
+    """Something is at ``path`` (an empty folder is not: a new store may take its place)."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def refuse_foreign(path: Path, key: str = "output.store") -> None:
+    """Raise :class:`ConfigError` unless ``path`` is empty, absent or a fluxsim store (names the path; fluxsim
+    neither writes into nor deletes anything else)."""
+    if _occupied(path) and not is_fluxsim_store(path):
+        raise ConfigError(
+            f"{key} = {str(path)!r} exists and is not a fluxsim store (it has no fluxsim store metadata, or they are "
+            "unreadable); fluxsim does not write into or delete it. Choose another output.store, or move that folder "
+            "away yourself."
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Locks: one live run per (store, shard)
+# ---------------------------------------------------------------------------------------------------------------
+_HELD: set[Path] = set()
+
+
+def lock_path(store: str | Path, shard: tuple[int, int] | None) -> Path:
+    """The lock file of a shard of ``store`` (beside it: ``.results.zarr.lock``, ``.results.zarr.shard0of2.lock``)."""
+    store = Path(store)
+    suffix = "" if shard is None else f".shard{shard[0]}of{shard[1]}"
+    return store.with_name(f".{store.name}{suffix}.lock")
+
+
+def _process_start(pid: int) -> str | None:
+    """Start time of a process (clock ticks since boot, Linux ``/proc``), to tell a reused pid apart; None elsewhere."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _record(shard: tuple[int, int] | None) -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "process_start": _process_start(pid),
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "shard": list(shard) if shard else None}
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(holder: dict) -> bool:
+    """Whether a lock's holder may still run (a holder on another host always may: it cannot be checked here)."""
+    if holder.get("host") != socket.gethostname():
+        return True
+    pid = int(holder.get("pid", -1))
+    if pid <= 0:
+        return False  # a lock file left empty by a writer that died while creating it
+    if pid == os.getpid():
+        return False  # this process: an earlier run_job in it that ended without releasing
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    start = holder.get("process_start")
+    return start is None or _process_start(pid) in (None, start)
+
+
+def _describe(holder: dict, path: Path) -> str:
+    shard = holder.get("shard")
+    what = f"shard {shard[0]}/{shard[1]}" if shard else "a run of the whole study"
+    return (f"{what} started {holder.get('started')} by pid {holder.get('pid')} on host {holder.get('host')} "
+            f"(lock file {path})")
+
+
+def _overlap(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
+    """Whether shards ``a`` and ``b`` (None: all blocks) share blocks: k = i mod n and k = j mod m have a common
+    solution iff i = j mod gcd(n, m)."""
+    (i, n), (j, m) = a or (0, 1), b or (0, 1)
+    return (i - j) % math.gcd(n, m) == 0
+
+
+def _take(path: Path, shard: tuple[int, int] | None) -> dict | None:
+    """Create the lock file exclusively; returns None when taken, else the record of its present holder."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        for _ in range(20):  # a holder that has just created it may still be writing it
+            holder = _read_lock(path)
+            if holder is not None:
+                return holder
+            if not path.exists():
+                return {}  # released meanwhile: try again
+            time.sleep(0.05)
+        return {"pid": -1, "host": socket.gethostname()}  # empty for a second: its writer died; stale
+    with os.fdopen(fd, "w") as f:
+        json.dump(_record(shard), f)
+    return None
+
+
+def _remove_stale(path: Path, holder: dict) -> None:
+    """Remove the lock file if it still holds ``holder``'s record (rename it away first, so that a lock a live run
+    has just created in its place is put back, not deleted)."""
+    grabbed = path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.stale")
+    try:
+        os.rename(path, grabbed)
+    except FileNotFoundError:
+        return
+    if _read_lock(grabbed) not in (holder, None):
+        try:
+            os.link(grabbed, path)
+        except FileExistsError:
+            pass
+    grabbed.unlink()
+
+
+def acquire_lock(store: str | Path, shard: tuple[int, int] | None) -> Path:
+    """Take the lock of ``shard`` of ``store``: an exclusively created file beside the store holding host, pid and
+    start time. Refused (:class:`StoreLockedError`, naming the holder) while a live run holds it or the lock of an
+    overlapping shard (an unsharded run overlaps every shard); a stale lock (same host, process gone) is taken over
+    with a warning. Released by :func:`release_lock` or at the end of the process."""
+    path = lock_path(store, shard)
+    for _ in range(5):
+        holder = _take(path, shard)
+        if holder is None:
+            break
+        if not holder:
+            continue
+        if _alive(holder):
+            raise StoreLockedError(f"refusing to write into {Path(store)}: it is being written by "
+                                   f"{_describe(holder, path)}. Wait for that run to end; if it is no longer "
+                                   "running (e.g. killed on another host), delete the lock file.")
+        if holder.get("pid") != os.getpid():
+            log.warning("taking over the stale lock of %s: %s is no longer running", store, _describe(holder, path))
+        _remove_stale(path, holder)
+    else:
+        raise StoreLockedError(f"could not take the lock {path} of {store} (other runs keep taking it)")
+    _HELD.add(path)
+    for other in path.parent.glob(f".{Path(store).name}*.lock"):
+        holder = _read_lock(other) if other != path else None
+        if holder and _overlap(shard, tuple(holder["shard"]) if holder.get("shard") else None) and _alive(holder):
+            release_lock(path)
+            raise StoreLockedError(f"refusing to write into {Path(store)}: an overlapping run holds it, "
+                                   f"{_describe(holder, other)}.")
+    return path
+
+
+def release_lock(path: Path) -> None:
+    """Remove a lock this process holds (nothing if it holds no such lock)."""
+    if path in _HELD:
+        _HELD.discard(path)
+        holder = _read_lock(path)
+        if holder is not None and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
+            path.unlink(missing_ok=True)
+
+
+@atexit.register
+def _release_all() -> None:
+    for path in list(_HELD):
+        release_lock(path)
 
 
 def _same_identity(old: str | None, new: str) -> bool:
@@ -330,32 +639,34 @@ def _same_identity(old: str | None, new: str) -> bool:
         return False
 
 
-def _inspect(path: Path, job: JobConfig) -> tuple[str | None, str | None, np.ndarray | None]:
-    """Whether ``job`` may resume the existing store at ``path``: ``(problem or None, its identity, its done flags)``.
+def _inspect(path: Path, job: JobConfig) -> tuple[str | None, str | None]:
+    """Whether ``job`` may resume the existing store at ``path``: ``(problem or None, its identity)``.
 
     Refused: a store that cannot be read, one written with another config (``config_identity``) or by another
-    fluxsim version (``fluxsim_version``; results may differ between versions), or one chunked differently (checked
-    only once the job's chunking is known).
+    fluxsim version (``fluxsim_version``; results may differ between versions), one chunked differently (checked
+    only once the job's chunking is known), or one without per-point checksums.
     """
     try:
         existing = xr.open_zarr(path, consolidated=False)
         old = existing.attrs.get("config_identity")
     except Exception as err:  # noqa: BLE001 - a broken store: report it as such
-        return f"it cannot be read as a fluxsim store ({err})", None, None
+        return f"it cannot be read as a fluxsim store ({err})", None
     try:
         if not _same_identity(old, job.identity_yaml):
-            return "it was written with a different config", old, None
+            return "it was written with a different config", old
         version = existing.attrs.get("fluxsim_version")
         if version != fluxsim.__version__:
             return (f"it was written by fluxsim {version}, this is fluxsim {fluxsim.__version__} (results may differ "
-                    "between versions)"), None, None
+                    "between versions)"), None
         chunks = tuple(existing.attrs.get("chunk_shape", ()))
         if job.sweep.chunk_shape is not None and chunks != tuple(job.sweep.chunk_shape):
             mine = list(job.sweep.chunk_shape)
             return (f"it is chunked in blocks of {list(chunks)} points, this job in blocks of {mine} (with "
                     "sweep.chunk_size=auto, give runtime.memory_budget_gb the value the store was created with, "
-                    "or set sweep.chunk_size)"), None, None
-        return None, old, np.asarray(existing[DONE].values, bool)
+                    "or set sweep.chunk_size)"), None
+        if CHECKSUM not in existing.variables:
+            return "it has no per-point checksums (written by an older fluxsim), so its points cannot be verified", None
+        return None, old
     finally:
         existing.close()
 
@@ -376,6 +687,8 @@ def check_output(path: str | Path, job: JobConfig, *, overwrite: bool = False) -
 
     Raises:
         ConfigError: the path cannot be written (names ``output.store``, the path and the reason).
+        ConfigError: something that is not a fluxsim store is at the path (never written into or replaced,
+            whatever ``overwrite`` says).
         StoreMismatchError: an existing store was written with another config or fluxsim version (and
             ``overwrite`` is false).
     """
@@ -391,8 +704,9 @@ def check_output(path: str | Path, job: JobConfig, *, overwrite: bool = False) -
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"{key} cannot be written ({err}); choose a writable output.store") from None
-    if path.exists() and not overwrite:
-        problem, old, _ = _inspect(path, job)
+    refuse_foreign(path, "output.store" if job.output.store else "the store path")
+    if _occupied(path) and not overwrite:
+        problem, old = _inspect(path, job)
         if problem is not None:
             raise _mismatch(path, problem, old, job)
 
@@ -440,18 +754,96 @@ def status_names(status: int) -> str:
     return "+".join(name for bit, name in STATUS_MEANINGS.items() if status & bit) or "ok"
 
 
-def failed_points(ds: xr.Dataset) -> list[str]:
-    """One line per point with a nonzero status: its position, inputs and failure bits (C order over the sweep)."""
+def point_lines(ds: xr.Dataset, mask: np.ndarray, what=lambda index: "") -> list[str]:
+    """One line per point where ``mask`` is set (C order over the sweep): its position and inputs, then
+    ``what(index)``."""
     sweep_dims = tuple(ds.attrs.get("sweep_dims", ds["status"].dims))
-    status = np.asarray(ds["status"].values)
     lines = []
-    for index in zip(*np.nonzero(status > 0), strict=True):
+    for index in zip(*np.nonzero(mask), strict=True):
         point = ds["status"][dict(zip(sweep_dims, index, strict=True))]
-
         values = {k: v.item() for k, v in point.coords.items() if v.ndim == 0}
         text = {k: f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items()}
         inputs = ", ".join(t for k, t in text.items() if k not in sweep_dims)
-        value = int(status[index])
-        lines.append(f"{', '.join(text[d] for d in sweep_dims)}{f' ({inputs})' if inputs else ''}: "
-                     f"status {value} ({status_names(value)})")
+        lines.append(f"{', '.join(text[d] for d in sweep_dims)}{f' ({inputs})' if inputs else ''}{what(index)}")
     return lines
+
+
+def failed_points(ds: xr.Dataset) -> list[str]:
+    """One line per point with a nonzero status: its position, inputs and failure bits (C order over the sweep)."""
+    status = np.asarray(ds["status"].values)
+    return point_lines(ds, status > 0, lambda i: f": status {int(status[i])} ({status_names(int(status[i]))})")
+
+
+class StoreError(Exception):
+    """A path given as a store is missing, or is not a readable fluxsim store."""
+
+
+class UnverifiableStoreError(StoreError):
+    """A fluxsim store written before per-point checksums: readable, but its points cannot be verified."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Health:
+    """What :func:`verify` found: the per-point check, and the damaged points described one per line."""
+
+    check: PointCheck
+    damaged_points: list[str]
+    n_points: int
+    n_failed: int
+
+    @property
+    def n_damaged(self) -> int:
+        return int(self.check.damaged.sum())
+
+    @property
+    def n_missing(self) -> int:
+        """Points not computed yet (or whose chunk failed): neither intact nor damaged."""
+        return self.n_points - int(self.check.intact.sum()) - self.n_damaged
+
+
+def verify(path: str | Path) -> Health:
+    """Check a store without its job: every point marked done is re-read and compared with its checksum.
+
+    Raises:
+        StoreError: nothing at ``path``, or not a fluxsim store (or its metadata cannot be read).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"no store at {path}: the path does not exist")
+    if not is_fluxsim_store(path):
+        raise StoreError(f"{path} is not a fluxsim store (no fluxsim store metadata, or they cannot be read)")
+    try:
+        ds = xr.open_zarr(path, consolidated=False)
+        if "checksum_variables" not in ds.attrs:
+            ds.close()
+            raise UnverifiableStoreError(f"{path} was written by a fluxsim without per-point checksums: its points "
+                                         "cannot be verified")
+        names = list(ds.attrs["checksum_variables"])
+        shape, chunks = ds[DONE].shape, tuple(ds.attrs["chunk_shape"])
+    except StoreError:
+        raise
+    except Exception as err:  # noqa: BLE001 - damaged metadata
+        raise StoreError(f"{path} cannot be read as a fluxsim store ({type(err).__name__}: {err})") from None
+    with ds:
+        check = check_points(path, names, shape, chunks)
+        try:
+            failed = int((np.asarray(ds["status"].values) > 0).sum())
+        except Exception:  # noqa: BLE001 - a damaged status chunk: counted as damage already
+            failed = 0
+        lines = point_lines(ds, check.damaged, lambda i: ": marked done, data missing or corrupt")
+    return Health(check, lines, math.prod(shape), failed)
+
+
+def open_verified(path: str | Path) -> xr.Dataset:
+    """:func:`open_store` after :func:`verify`: raises :class:`StoreError` for a missing, foreign or damaged store
+    (a store older than the checksums is opened with a warning)."""
+    try:
+        health = verify(path)
+    except UnverifiableStoreError as err:
+        log.warning("%s", err)
+        return open_store(path)
+    if health.n_damaged:
+        raise StoreError(f"{path} is damaged: {health.n_damaged} point(s) are marked done but their data are missing "
+                         f"or corrupt ({'; '.join(health.check.problems[:5])}). Run `fluxsim verify {path}` for the "
+                         "list; re-running the command that wrote the store computes them again.")
+    return open_store(path)

@@ -188,7 +188,7 @@ def test_create_is_atomic_and_then_verified(tmp_path):
     late = object.__new__(store.StoreWriter)
     late.path, late.job, late.zarr_format = path, job, job.output.zarr_format
     assert late._create() is False  # its temporary store could not be renamed onto the existing one
-    assert not list(tmp_path.glob(".s.zarr.*"))  # and was removed
+    assert not list(tmp_path.glob(".s.zarr.*.tmp"))  # and was removed
     joined = store.StoreWriter(path, job)
     assert joined.resumed and joined.is_done(block)
     assert int(store.open_store(path)["done"].sum()) == 2
@@ -228,7 +228,7 @@ print("joined" if writer.resumed else "created", [b.index for b in mine])
         assert p.returncode == 0, err[-3000:]
     roles = sorted(out.split()[0] for out, _ in results)
     assert roles == ["created", "joined"], results
-    assert not list(tmp_path.glob(".shared.zarr.*"))  # the loser's temporary store is gone
+    assert not list(tmp_path.glob(".shared.zarr.*.tmp"))  # the loser's temporary store is gone
 
     job = load_job(overrides)
     single = tmp_path / "single.zarr"
