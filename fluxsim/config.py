@@ -834,19 +834,19 @@ def ineffective_sweeps(job: JobConfig) -> list[str]:
 def representative_points(sweep: SweepSpec) -> list[int]:
     """Flat indices of the sweep points whose validation validates every point (ascending, no repeats).
 
-    * every value of every dimension, the other dimensions at their first index (every explicit point, every grid
-      value): this checks each input against its own range;
-    * for every pair of dimensions, the corners of their extremes (the smallest and largest coordinate of each grid
-      dimension; every explicit point against both extremes of a grid dimension), the others at their first index.
+    * every explicit point (``sweep.points``), and the smallest and largest value of every grid dimension, the
+      other dimensions at their first index;
+    * for every pair of dimensions, the corners of their extremes (every explicit point against both extremes of a
+      grid dimension), the other dimensions at their first index.
 
-    This is exact because each check of :func:`fluxsim.api.make_params` that involves more than one input involves
-    two sweepable inputs, monotonically (``theta0 > theta_cut``; an active surface: ``blocked_fraction < 1`` or
+    This is exact because every check of :func:`fluxsim.api.make_params` allows an interval of each input (so the
+    extremes of an axis bound all its values), and each check that involves more than one input involves two
+    sweepable inputs, monotonically (``theta0 > theta_cut``; an active surface: ``blocked_fraction < 1`` or
     ``eta > 0``), so a violation anywhere in the grid shows at a corner of those two dimensions
-    (``tests/test_planning.py`` compares with point-by-point validation). Cost: ``sum(shape) + 4 x pairs`` calls
-    instead of ``prod(shape)``.
+    (``tests/test_planning.py`` compares with point-by-point validation). At most ``points + 2 x dims + 4 x pairs``
+    calls instead of ``prod(shape)``.
     """
     shape, dims = sweep.shape, sweep.dims
-    flat = set(_axis_points(sweep))
 
     def extremes(axis: int) -> list[int]:
         if dims[axis] == POINT_DIM:
@@ -854,14 +854,17 @@ def representative_points(sweep: SweepSpec) -> list[int]:
         values = sweep.coords[dims[axis]]
         return sorted({int(np.argmin(values)), int(np.argmax(values))})
 
+    def flat(index: dict[int, int]) -> int:
+        full = [0] * len(shape)
+        for axis, i in index.items():
+            full[axis] = i
+        return int(np.ravel_multi_index(full, shape))
+
+    found = {flat({a: i}) for a in range(len(shape)) for i in extremes(a)}
     for a in range(len(shape)):
         for b in range(a + 1, len(shape)):
-            for i in extremes(a):
-                for j in extremes(b):
-                    index = [0] * len(shape)
-                    index[a], index[b] = i, j
-                    flat.add(int(np.ravel_multi_index(index, shape)))
-    return sorted(flat)
+            found.update(flat({a: i, b: j}) for i in extremes(a) for j in extremes(b))
+    return sorted(found)
 
 
 def _axis_points(sweep: SweepSpec) -> Iterator[int]:

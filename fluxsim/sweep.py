@@ -640,11 +640,10 @@ def plan(job, devs: Sequence) -> Plan:
     sweep = job.sweep
     budget_gb = job.runtime.memory_budget_gb
     budget = budget_gb * GB if budget_gb else default_budget_bytes(devs)
-    budget_from = f"runtime.memory_budget_gb = {budget_gb:g}" if budget_gb else "the default of runtime.memory_budget_gb"
+    budget_from = (f"runtime.memory_budget_gb = {budget_gb:g}" if budget_gb
+                   else "the default of runtime.memory_budget_gb")
     point_bytes = point_bytes_estimate(job)
-    size = batch_size(sweep.chunk_size or 1, n_devices)
-    if sweep.chunk_size is not None:
-        size = batch_size(math.prod(sweep.chunk_shape), n_devices)
+    size = batch_size(math.prod(sweep.chunk_shape) if sweep.chunk_shape else 1, n_devices)
     points_here = sweep.size
     if sweep.shard is not None and sweep.chunk_shape is not None:
         points_here = sum(len(b.flat) for b in shard_blocks(blocks(sweep.shape, sweep.chunk_shape), sweep.shard))
