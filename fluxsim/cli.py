@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -464,12 +465,27 @@ def main() -> None:
 
         raise SystemExit(fit_main(sys.argv[2:]))
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
-    try:
-        _hydra_main()
-    except KeyboardInterrupt:  # Ctrl-C outside the sweep (start-up, validation, planning, figures): no traceback
-        print("[fluxsim][WARNING] - interrupted; finished chunks (if any) are in the store, the same command "
-              "resumes", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    signal.signal(signal.SIGINT, _exit_interrupted)
+    _hydra_main()
+
+
+def _exit_interrupted(signum, frame) -> None:
+    """SIGINT (Ctrl-C) handler of the command: report and exit 130 at once, whatever runs.
+
+    Not a ``KeyboardInterrupt``: one raised inside a callback (JAX's garbage-collection hook, a ``__del__``) is
+    swallowed by Python and the run would go on. Exiting here is as safe as ``kill -9``, which the store is built to
+    survive (a chunk counts only once its ``done`` flags are written; docs/cli.md, "Crash safety").
+    """
+    message = "interrupted: finished chunks (if any) are in the store; run the same command again to resume"
+    if any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+        log.warning("%s", message)  # the job's log file and stderr
+    else:
+        print(f"[fluxsim][WARNING] - {message}", file=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":
