@@ -3,9 +3,10 @@
 The command line (``fluxsim ...``) composes ``conf/config.yaml`` with hydra; :func:`load` turns the resulting
 ``DictConfig`` into a :class:`JobConfig`: the base inputs of :func:`fluxsim.api.make_params`, the protocol steps, the
 :class:`~fluxsim.solver.Numerics`, the sweep (one set of ``make_params`` keywords per point, its dimensions and
-coordinates), the output and runtime settings. Every sweep point is passed through ``make_params`` here, so a bad
-value anywhere in a study fails in seconds with a message naming the parameter, the value and the allowed range,
-rather than after hours of compute. Nothing downstream sees OmegaConf.
+coordinates), the output and runtime settings. Every sweep point is checked by ``make_params`` here (per axis, not
+point by point: :func:`representative_points`), so a bad value anywhere in a study of any size fails in seconds with
+a message naming the parameter, the value and the allowed range, rather than after hours of compute. Points are
+computed on demand (:class:`PointInputs`, :class:`PointParams`). Nothing downstream sees OmegaConf.
 
 Config keys carry the unit-suffixed names of ``make_params`` (``surface.eta``, ``protocol.rate_mA_per_g``,
 ``geometry.radius_m``, ...); :data:`CONFIG_INPUTS` maps each key to its keyword.

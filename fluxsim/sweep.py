@@ -2,7 +2,8 @@
 
 The pattern (style.md section 10, "numbers -> vmap axis inside one job"):
 
-1. every point's ``Params`` is built by :func:`fluxsim.api.make_params` up front (:mod:`fluxsim.config`);
+1. every point was validated up front (:mod:`fluxsim.config`, per axis); its ``Params`` is built by
+   :func:`fluxsim.api.make_params` when its block runs, so memory stays flat in the number of points;
 2. the points are cut into blocks of the sweep grid (:func:`blocks`), each computed as one batch of fixed size
    ``batch_size`` (the last blocks padded with copies of a real point, so nothing recompiles) and written as one
    zarr chunk;
@@ -16,10 +17,11 @@ The pattern (style.md section 10, "numbers -> vmap axis inside one job"):
 The next batch is dispatched before the previous one is written, so writing overlaps compute. The numerical core
 never sees any of this: it only ever simulates one particle.
 
-Two more pieces serve large studies:
+Three more pieces serve large studies:
 
 * ``sweep.chunk_size: auto`` (:func:`auto_chunk_size`): the batch size is derived from a memory budget per device,
   using XLA's own memory analysis of the compiled batch program (:func:`footprint_bytes`);
+* :func:`plan`: memory and time estimates from the config alone, before anything is compiled;
 * ``sweep.shard: i/n`` (:func:`shard_blocks`): job ``i`` of ``n`` computes blocks ``i, i + n, i + 2n, ...`` of the
   grid; the blocks are disjoint zarr chunks, so ``n`` jobs (hydra multirun, SLURM array) fill one shared store
   (:class:`fluxsim.store.StoreWriter` makes its creation safe against concurrent creators).
