@@ -128,8 +128,7 @@ def resolve_chunk_size(job: config_mod.JobConfig, store_path: Path, devs) -> con
     if existing is not None:
         log.info("chunk_size auto: adopting the chunking of the existing store, blocks of %s", list(existing))
         return job.with_sweep(job.sweep.with_chunk_shape(existing))
-    budget = (job.runtime.memory_budget_gb * sweep_mod.GB if job.runtime.memory_budget_gb
-              else sweep_mod.default_budget_bytes(devs))
+    budget = sweep_mod.budget_bytes(job.runtime, devs)
     try:
         choice = sweep_mod.auto_chunk_size(
             _compile_at(job, devs), lambda c: _batch_for(job.sweep, len(devs), c),

@@ -412,6 +412,11 @@ def default_budget_bytes(devs: Sequence) -> float:
     return CPU_DEFAULT_BUDGET_GB * GB
 
 
+def budget_bytes(runtime, devs: Sequence) -> float:
+    """Per-device memory budget [bytes]: ``runtime.memory_budget_gb``, else :func:`default_budget_bytes`."""
+    return runtime.memory_budget_gb * GB if runtime.memory_budget_gb else default_budget_bytes(devs)
+
+
 def chunk_size_for_budget(point_bytes: float, budget_bytes: float, n_devices: int, n_points: int) -> int:
     """Largest batch (a multiple of ``n_devices``) whose estimate ``point_bytes x batch / n_devices`` fits the budget.
 
@@ -641,7 +646,7 @@ def plan(job, devs: Sequence) -> Plan:
     n_devices = len(devs)
     sweep = job.sweep
     budget_gb = job.runtime.memory_budget_gb
-    budget = budget_gb * GB if budget_gb else default_budget_bytes(devs)
+    budget = budget_bytes(job.runtime, devs)
     budget_from = (f"runtime.memory_budget_gb = {budget_gb:g}" if budget_gb
                    else "the default of runtime.memory_budget_gb")
     point_bytes = point_bytes_estimate(job)
