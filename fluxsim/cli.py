@@ -8,10 +8,13 @@
     fluxsim -m numerics=default,fine          # structural choices: one hydra job each
     fluxsim plot outputs/fig4/<hash>/results.zarr   # figures from an existing store
     fluxsim --cfg job                         # print the composed config (any hydra flag works)
+    fluxsim sweep=fig5b hydra.run.dir=/data/fig5b   # the whole run (store, .hydra, log, PNGs) in a folder of yours
 
 The run folder is ``outputs/<sweep.name>/<config hash>``: re-running the same command resumes an interrupted run
 (only missing points are computed) or, when everything is done, just redraws the figures. The folder is printed
-as the last line of standard output.
+as the last line of standard output; the log goes to standard output up to INFO, warnings and errors to standard
+error. Everything that can be checked without computing (config, platform, devices, memory plan, store path) is
+checked before hydra creates the run folder (:class:`Preflight`), so a refused run leaves nothing behind.
 """
 
 from __future__ import annotations
