@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import tracemalloc
+import zlib
 
 import jax
 import numpy as np
@@ -88,7 +89,7 @@ GRID_VALUES = {  # each with valid and invalid values, and the pairs make_params
     "blocked_fraction": [0.0, 0.5, 1.0],
     "theta0": [0.3, 0.6, 1.0],
     "theta_cut": [0.2, 0.5, 0.7],
-    "rate_mA_per_g": [-5.0, 100.0],
+    "rate_mA_per_g": [-5.0, 100.0, 200.0],
 }
 
 
@@ -97,10 +98,15 @@ def test_per_axis_validation_equals_point_by_point(dims):
     """The grid is refused exactly when some point fails make_params (every triple of the inputs above, with
     values on both sides of each single-input range and of each two-input check)."""
     base = config.to_container(compose_cfg([*TINY, "sweep=single"]))
-    rng = np.random.default_rng(abs(hash(dims)) % 2**32)
-    for _ in range(4):
-        grid = {d: sorted(rng.choice(GRID_VALUES[d], size=rng.integers(1, 3), replace=False).tolist())
-                for d in dims}
+    rng = np.random.default_rng(zlib.crc32("-".join(dims).encode()))
+    outcomes = set()
+    valid = {"eta": [0.5, 1.0], "blocked_fraction": [0.0, 0.5], "theta0": [0.6, 1.0], "theta_cut": [0.2, 0.5],
+             "rate_mA_per_g": [100.0, 200.0]}
+    draws = [{d: valid[d] for d in dims}] + [
+        {d: rng.permutation(GRID_VALUES[d])[: rng.integers(1, 4)].tolist() for d in dims}  # any order
+        for _ in range(12)
+    ]
+    for grid in draws:
         cfg = {**base, "sweep": {**base["sweep"], "grid": grid}}
         points = [dict(zip(dims, values, strict=True)) for values in itertools.product(*grid.values())]
         failing = []
@@ -115,6 +121,8 @@ def test_per_axis_validation_equals_point_by_point(dims):
             assert failing, f"{grid}: refused ({err}) but every point is valid"
         else:
             assert not failing, f"{grid}: accepted but {failing[0]} is invalid"
+        outcomes.add(bool(failing))
+    assert outcomes == {True, False}  # the grids drawn test both ways
 
 
 def test_duration_bound_is_vectorised():
