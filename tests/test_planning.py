@@ -158,6 +158,7 @@ def test_memory_estimate_matches_xla():
     """The estimate of one simulation's device memory is within 10 % of XLA's memory analysis of the compiled
     batch (the tiny Fig. 4 program every CLI test compiles; the fit is exact at 8 x 32 and 32 x 128)."""
     job = load_job()
+    cli._use_compilation_cache(job.runtime)  # the shared persistent cache (app_support.CACHE_DIR) serves it
     runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
                                   sweep.extraction_for(job), size=4, devs=jax.local_devices()[:1])
     measured = sweep.footprint_bytes(runner) / 4
