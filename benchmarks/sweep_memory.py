@@ -6,7 +6,8 @@
 Each study runs in a fresh process (``fluxsim.cli.run_job``: validation of every point, store created full-size,
 chunks of 64 streamed to it, no figures) and reports its peak resident memory (``ru_maxrss``), wall time and
 simulations per second. The grid is eta x rate over the Fig. 5b ranges, with series on a 60 s grid, the line cut and
-no snapshots. What grows with the number of points is only the list of validated ``Params`` (about 2 kB per point).
+no snapshots. Each block builds its own points' ``Params`` (issue 9), so nothing per point is kept but a few bytes of
+bookkeeping (``done`` flags).
 """
 
 from __future__ import annotations

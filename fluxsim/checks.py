@@ -152,7 +152,8 @@ def check_numerics(numerics, prefix: str = ""):
 
 
 def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
-                     describe: Callable[[int], str] | None = None, prefix: str = "numerics.") -> None:
+                     describe: Callable[[int], str] | None = None, prefix: str = "numerics.",
+                     indices: Sequence[int] | None = None) -> None:
     """Refuse numerics too coarse for the run (before any compute).
 
     * time: every protocol step must save at least :data:`MIN_SAVES_PER_STEP` states (``n_steps / save_every``);
@@ -164,6 +165,7 @@ def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
     Args:
         describe: point index -> text naming the point in messages (None: a single point, not named).
         prefix: prepended to the numerics field names in messages (``numerics.`` for the config's keys).
+        indices: the sweep point index of each entry of ``inputs`` in messages (None: their positions).
 
     Raises:
         InputError: naming the numerics field, its value, the input it cannot resolve and what would do.
@@ -184,7 +186,8 @@ def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
         arcs += [(f"extra_arcs[{k}] fraction", float(row[1])) for k, row in enumerate(point.get("extra_arcs") or ())]
         rest = 1.0 - sum(f for _, f in arcs)
         arcs.append(("open rest of the perimeter (1 - blocked fractions)", rest))
-        where = "" if describe is None else f" (sweep point {i}: {describe(i)})"
+        k = i if indices is None else indices[i]
+        where = "" if describe is None else f" (sweep point {k}: {describe(k)})"
         for name, fraction in arcs:
             if fraction <= 0 or fraction >= min_fraction:
                 continue

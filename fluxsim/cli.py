@@ -9,22 +9,27 @@
     fluxsim plot outputs/fig4/<hash>/results.zarr   # figures from an existing store
     fluxsim verify outputs/fig4/<hash>/results.zarr # every point's data present and matching its checksum
     fluxsim --cfg job                         # print the composed config (any hydra flag works)
+    fluxsim sweep=fig5b hydra.run.dir=/data/fig5b   # the whole run (store, .hydra, log, PNGs) in a folder of yours
 
 The run folder is ``outputs/<sweep.name>/<config hash>``: re-running the same command resumes an interrupted run
 (only missing points are computed) or, when everything is done, just redraws the figures. The folder is printed
-as the last line of standard output.
+as the last line of standard output; the log goes to standard output up to INFO, warnings and errors to standard
+error. Everything that can be checked without computing (config, platform, devices, memory plan, store path) is
+checked before hydra creates the run folder (:class:`Preflight`), so a refused run leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from fluxsim import config as config_mod
@@ -37,16 +42,45 @@ config_mod.register_resolvers()
 CONFIG_DIR = str(config_mod.CONF_DIR)
 
 
-def _configure_jax(runtime: config_mod.RuntimeSpec) -> None:
+#: ``runtime.platform`` values and the ``Device.platform`` they give (JAX reports CUDA and ROCm devices as gpu).
+_PLATFORM_DEVICES = {"cuda": "gpu", "rocm": "gpu"}
+
+
+def _configure_jax(runtime: config_mod.RuntimeSpec) -> list:
+    """Apply ``runtime`` to JAX and return the devices the job runs on.
+
+    Call it before anything starts JAX's backend: ``runtime.platform`` only takes effect then, so a job never runs
+    silently on another platform than the one it asked for (refused instead, as is a platform this machine lacks
+    and ``runtime.devices`` above the local device count).
+
+    Raises:
+        ConfigError: naming ``runtime.platform`` / ``runtime.devices``, the value and what this machine allows.
+    """
     import jax
 
     if runtime.platform:
         jax.config.update("jax_platforms", runtime.platform)
-    if runtime.compilation_cache_dir:
-        path = Path(runtime.compilation_cache_dir).expanduser()
-        path.mkdir(parents=True, exist_ok=True)
-        jax.config.update("jax_compilation_cache_dir", str(path))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    try:
+        local = jax.local_devices()
+    except RuntimeError as err:
+        raise config_mod.ConfigError(
+            f"runtime.platform = {runtime.platform!r} is not available on this machine ({err}); allowed: null "
+            "(JAX's choice) or a platform this machine has (cpu; gpu/cuda/rocm or tpu where present)"
+        ) from None
+    if runtime.platform:
+        wanted = {_PLATFORM_DEVICES.get(p.strip(), p.strip()) for p in runtime.platform.split(",")}
+        if local[0].platform not in wanted:
+            raise config_mod.ConfigError(
+                f"runtime.platform = {runtime.platform!r}, but JAX already runs on {local[0].platform} in this "
+                "process (the platform is fixed when JAX starts): run a fresh process, or runtime.platform=null"
+            )
+    n = runtime.devices
+    if n is not None and n > len(local):
+        raise config_mod.ConfigError(
+            f"runtime.devices = {n} but this machine has {len(local)} {local[0].platform} device(s) "
+            f"({', '.join(str(d) for d in local)}); allowed: 1 to {len(local)}, or null (all)"
+        )
+    return local[: n or len(local)]
 
 
 def _overridden_by_sweep(job: config_mod.JobConfig, overrides: list[str]) -> list[str]:
@@ -98,8 +132,7 @@ def resolve_chunk_size(job: config_mod.JobConfig, store_path: Path, devs) -> con
     if existing is not None:
         log.info("chunk_size auto: adopting the chunking of the existing store, blocks of %s", list(existing))
         return job.with_sweep(job.sweep.with_chunk_shape(existing))
-    budget = (job.runtime.memory_budget_gb * sweep_mod.GB if job.runtime.memory_budget_gb
-              else sweep_mod.default_budget_bytes(devs))
+    budget = sweep_mod.budget_bytes(job.runtime, devs)
     try:
         choice = sweep_mod.auto_chunk_size(
             _compile_at(job, devs), lambda c: _batch_for(job.sweep, len(devs), c),
@@ -118,8 +151,36 @@ class JobOutcome(NamedTuple):
     n_failed: int
 
 
-def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> JobOutcome:
+def _use_compilation_cache(runtime: config_mod.RuntimeSpec) -> None:
+    """Turn on the persistent XLA compilation cache (``runtime.compilation_cache_dir``; created here, when the job
+    is about to compile, so a refused job creates no folder)."""
+    import jax
+
+    if runtime.compilation_cache_dir:
+        path = Path(runtime.compilation_cache_dir).expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        jax.config.update("jax_compilation_cache_dir", str(path))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def plan_job(job: config_mod.JobConfig, devs):
+    """Estimate the job's memory and time (:func:`fluxsim.sweep.plan`; nothing is built or compiled) and refuse a
+    batch that does not fit an explicit ``runtime.memory_budget_gb`` (``ConfigError`` with the numbers)."""
+    from fluxsim import sweep as sweep_mod
+
+    plan = sweep_mod.plan(job, devs)
+    problem = plan.refusal()
+    if problem and job.runtime.memory_budget_gb is not None:
+        raise config_mod.ConfigError(problem)
+    return plan
+
+
+def run_job(job: config_mod.JobConfig, out_dir: str | Path, devs=None) -> JobOutcome:
     """Run a validated job into ``out_dir``: store, then figures. Returns the store path and the failed-point count.
+
+    ``devs``: the devices from :func:`_configure_jax` (None: configure JAX from ``job.runtime`` here). Before any
+    compile the job is planned (:func:`plan_job`: memory and time estimates logged, a batch over an explicit
+    ``runtime.memory_budget_gb`` refused).
 
     With ``sweep.shard = i/n`` only the job's own blocks are computed, and the figures are drawn only by the job
     that finds the store complete when it ends (else ``fluxsim plot STORE`` draws them later).
@@ -130,12 +191,16 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path) -> JobOutcome:
     from fluxsim import sweep as sweep_mod
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     store_path = Path(job.output.store) if job.output.store else out_dir / "results.zarr"
-    # Before any JAX work: the store can be written, and an existing one was written with this config and version.
+    devs = _configure_jax(job.runtime) if devs is None else devs
+    plan = plan_job(job, devs)
+    log.info("%s", plan.describe())
+    if plan.refusal():
+        log.warning("%s", plan.refusal())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Before any compile: the store can be written, and an existing one was written with this config and version.
     store_mod.check_output(store_path, job, overwrite=job.output.overwrite)
-    _configure_jax(job.runtime)
-    devs = sweep_mod.devices(job.runtime.devices)
+    _use_compilation_cache(job.runtime)
     job = resolve_chunk_size(job, store_path, devs)
     writer = store_mod.StoreWriter(store_path, job, overwrite=job.output.overwrite)
     all_blocks = sweep_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
@@ -195,33 +260,173 @@ def _fail(writer):
     return fail
 
 
+def _refuse(message: str, code: int, *, logged: bool = True) -> SystemExit:
+    """Report a refusal on standard error (one message, no traceback) and return the exit to raise.
+
+    ``logged``: through the job's logging (its log file, and stderr for errors: ``conf/hydra/default.yaml``); else
+    printed, for refusals before hydra has set up the job (and its folder).
+    """
+    if logged:
+        log.error("%s", message)
+    else:
+        print(f"[fluxsim][ERROR] - {message}", file=sys.stderr, flush=True)
+    return SystemExit(code)
+
+
+class BelowWarning(logging.Filter):
+    """Log filter of the console handler on standard output: records below WARNING (the rest go to stderr)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+class Prepared(NamedTuple):
+    """A job validated before its run folder exists: the job, its devices and its plan."""
+
+    job: config_mod.JobConfig
+    devs: list
+    plan: object
+
+
+def prepare(cfg) -> Prepared:
+    """Everything ``fluxsim`` checks before it creates a run folder or compiles anything.
+
+    JAX is configured from ``runtime`` first (so ``runtime.platform`` takes effect), then the config is validated
+    (:func:`fluxsim.config.load`), the devices checked and the job planned (:func:`plan_job`).
+
+    Raises:
+        ConfigError: an invalid config, platform, device count or memory budget.
+    """
+    devs = _configure_jax(config_mod.runtime_spec(cfg))
+    job = config_mod.load(cfg)
+    return Prepared(job, devs, plan_job(job, devs))
+
+
+#: What :class:`Preflight` validated, by the config it saw (the job then reuses it instead of validating twice).
+_PREPARED: dict[str, Prepared] = {}
+
+
+def _key(cfg) -> str:
+    import json
+
+    return json.dumps(config_mod.to_container(cfg), sort_keys=True, default=str)
+
+
+def _prepare_or_exit(cfg, *, logged: bool = True) -> Prepared:
+    key = _key(cfg)
+    if key not in _PREPARED:
+        try:
+            _PREPARED[key] = prepare(cfg)
+        except config_mod.ConfigError as err:
+            raise _refuse(f"invalid config: {err}", 2, logged=logged) from None
+    return _PREPARED[key]
+
+
+class Preflight(Callback):
+    """Hydra callback (``conf/hydra/default.yaml``): validate a run before hydra creates its folder.
+
+    A refused ``fluxsim`` run (exit 2) therefore leaves no run folder, ``.hydra/`` record or log behind. In a
+    multirun hydra calls no callback between composing a job's config and creating its folder, so each job
+    validates in :func:`_hydra_main` instead and, when refused, removes the record hydra just wrote for it
+    (:func:`_remove_refused_record`).
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        from omegaconf import OmegaConf
+
+        from fluxsim import store as store_mod
+
+        logging.getLogger("jax").setLevel(logging.WARNING)  # its backend discovery messages are noise here too
+        job = _prepare_or_exit(config, logged=False).job
+        path = Path(job.output.store or Path(OmegaConf.select(config, "hydra.run.dir")) / "results.zarr")
+        try:
+            store_mod.check_output(path, job, overwrite=job.output.overwrite)
+        except config_mod.ConfigError as err:
+            raise _refuse(f"invalid config: {err}", 2, logged=False) from None
+        except store_mod.StoreMismatchError as err:
+            raise _refuse(str(err), 3, logged=False) from None
+
+
+#: The files hydra writes into a job's ``.hydra*`` record.
+_HYDRA_RECORD = {"config.yaml", "hydra.yaml", "overrides.yaml"}
+
+
+def _job_logs(out_dir: Path) -> dict[Path, int]:
+    """The job's log files in ``out_dir`` (opened by hydra's logging setup) and their sizes now."""
+    logs = {}
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            path = Path(handler.baseFilename)
+            if path.parent == out_dir.resolve() and path.exists():
+                logs[path] = path.stat().st_size
+    return logs
+
+
+def _remove_refused_record(out_dir: Path, logs_at_start: dict[Path, int]) -> None:
+    """Remove what hydra created for a refused job, and only that.
+
+    Removed only when the folder holds nothing but the job's ``.hydra*`` record (hydra's three files) and its
+    log, and the log was empty when the job started (so it is this job's own); then the folder itself, if that
+    leaves it empty. Anything of an earlier run (a store, figures, a log with earlier lines) keeps all of it.
+    """
+    import shutil
+
+    from hydra.core.hydra_config import HydraConfig
+
+    subdir = HydraConfig.get().output_subdir
+    record = out_dir / str(subdir) if subdir else None
+    try:
+        ours = [record] if record is not None and record.is_dir() else []
+        if any(size > 0 for size in logs_at_start.values()):
+            return
+        ours += [p for p in logs_at_start if p.exists()]
+        if {p.name for p in out_dir.iterdir()} != {p.name for p in ours}:
+            return
+        if record is not None and not {f.name for f in record.iterdir()} <= _HYDRA_RECORD:
+            return
+    except OSError:
+        return
+    for handler in list(logging.getLogger().handlers):  # close the open log before removing it
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) in logs_at_start:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    for p in ours:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    try:
+        out_dir.rmdir()
+    except OSError:
+        pass
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     start = time.perf_counter()
-    try:
-        job = config_mod.load(cfg)
-    except config_mod.ConfigError as err:
-        log.error("invalid config: %s", err)
-        raise SystemExit(2) from None
     hc = HydraConfig.get()
-    for hit in _overridden_by_sweep(job, list(hc.overrides.task)):
-        log.warning("override %s; use sweep=single to run one case with it", hit)
     out_dir = Path(hc.runtime.output_dir)
+    logs = _job_logs(out_dir)
     from fluxsim.store import StoreMismatchError
 
     try:
-        failed = run_job(job, out_dir).n_failed
-    except config_mod.ConfigError as err:  # found at run time (unwritable store, sweep.chunk_size=auto)
-        log.error("invalid config: %s", err)
-        raise SystemExit(2) from None
-    except StoreMismatchError as err:
-        log.error("%s", err)
-        raise SystemExit(3) from None
+        job, devs, _ = _prepare_or_exit(cfg)  # a single run: already done by Preflight; a multirun job: here
+        for hit in _overridden_by_sweep(job, list(hc.overrides.task)):
+            log.warning("override %s; use sweep=single to run one case with it", hit)
+        for warning in config_mod.ineffective_sweeps(job):
+            log.warning("%s", warning)
+        try:
+            failed = run_job(job, out_dir, devs).n_failed
+        except config_mod.ConfigError as err:  # found at run time (sweep.chunk_size=auto)
+            raise _refuse(f"invalid config: {err}", 2) from None
+        except StoreMismatchError as err:
+            raise _refuse(str(err), 3) from None
+    except SystemExit as exit_:
+        if exit_.code in (2, 3):  # refused before computing: leave no record of this job behind
+            _remove_refused_record(out_dir, logs)
+        raise
     except KeyboardInterrupt:
         log.warning("interrupted: finished chunks are in the store; run the same command again to resume")
-        raise SystemExit(130) from None
+        raise SystemExit(EXIT_INTERRUPTED) from None
     log.info("done in %.1f s%s", time.perf_counter() - start, f"; {failed} point(s) failed" if failed else "")
     try:
         shown = out_dir.relative_to(Path.cwd())
@@ -230,6 +435,10 @@ def _hydra_main(cfg: DictConfig) -> None:
     print(shown, flush=True)
     if failed:
         raise SystemExit(EXIT_POINTS_FAILED)
+
+
+#: Exit status of an interrupted ``fluxsim`` (Ctrl-C), at any moment: 128 + SIGINT.
+EXIT_INTERRUPTED = 130
 
 
 def _store_error(prog: str, err: Exception) -> int:
@@ -304,7 +513,27 @@ def main() -> None:
 
         raise SystemExit(fit_main(sys.argv[2:]))
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    signal.signal(signal.SIGINT, _exit_interrupted)
     _hydra_main()
+
+
+def _exit_interrupted(signum, frame) -> None:
+    """SIGINT (Ctrl-C) handler of the command: report and exit 130 at once, whatever runs.
+
+    Not a ``KeyboardInterrupt``: one raised inside a callback (JAX's garbage-collection hook, a ``__del__``) is
+    swallowed by Python and the run would go on. Exiting here is as safe as ``kill -9``, which the store is built to
+    survive (a chunk counts only once its ``done`` flags are written; docs/cli.md, "Crash safety").
+    """
+    message = "interrupted: finished chunks (if any) are in the store; run the same command again to resume"
+    if any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+        log.warning("%s", message)  # the job's log file and stderr
+    else:
+        print(f"[fluxsim][WARNING] - {message}", file=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@
 The command line (``fluxsim ...``) composes ``conf/config.yaml`` with hydra; :func:`load` turns the resulting
 ``DictConfig`` into a :class:`JobConfig`: the base inputs of :func:`fluxsim.api.make_params`, the protocol steps, the
 :class:`~fluxsim.solver.Numerics`, the sweep (one set of ``make_params`` keywords per point, its dimensions and
-coordinates), the output and runtime settings. Every sweep point is passed through ``make_params`` here, so a bad
-value anywhere in a study fails in seconds with a message naming the parameter, the value and the allowed range,
-rather than after hours of compute. Nothing downstream sees OmegaConf.
+coordinates), the output and runtime settings. Every sweep point is checked by ``make_params`` here (per axis, not
+point by point: :func:`representative_points`), so a bad value anywhere in a study of any size fails in seconds with
+a message naming the parameter, the value and the allowed range, rather than after hours of compute. Points are
+computed on demand (:class:`PointInputs`, :class:`PointParams`). Nothing downstream sees OmegaConf.
 
 Config keys carry the unit-suffixed names of ``make_params`` (``surface.eta``, ``protocol.rate_mA_per_g``,
 ``geometry.radius_m``, ...); :data:`CONFIG_INPUTS` maps each key to its keyword.
@@ -17,7 +18,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,58 @@ SWEEPS_DIR = ROOT / "sweeps"
 # ---------------------------------------------------------------------------------------------------------------
 # Typed configuration
 # ---------------------------------------------------------------------------------------------------------------
+class PointInputs(Sequence):
+    """The ``make_params`` keywords of every sweep point, computed on demand (C order over the sweep dims).
+
+    A study of a million points holds its axes, not a million dictionaries: memory stays flat in the number of
+    points (issue 9).
+    """
+
+    def __init__(self, base: Mapping, dims: tuple[str, ...], coords: Mapping[str, np.ndarray],
+                 points: tuple[Mapping, ...]):
+        self.base, self.dims, self.coords, self.points = dict(base), tuple(dims), coords, tuple(points)
+        self.shape = tuple(len(coords[d]) for d in dims)
+        self._size = math.prod(self.shape)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, flat):
+        if isinstance(flat, slice):
+            return [self[i] for i in range(*flat.indices(self._size))]
+        flat = int(flat)
+        if flat < 0:
+            flat += self._size
+        if not 0 <= flat < self._size:
+            raise IndexError(f"sweep point {flat} out of range (the sweep has {self._size} points)")
+        kw = dict(self.base)
+        for d, i in zip(self.dims, np.unravel_index(flat, self.shape), strict=True):
+            if d == POINT_DIM:
+                kw.update(self.points[i])
+            else:
+                kw[d] = float(self.coords[d][i])
+        return kw
+
+
+class PointParams(Sequence):
+    """The :class:`~fluxsim.solver.Params` of every sweep point, built on demand from :class:`PointInputs`.
+
+    The points were validated by :func:`load`; a block of the sweep builds only its own points' ``Params``
+    (:func:`fluxsim.sweep.run_blocks`), so memory stays flat in the number of points.
+    """
+
+    def __init__(self, inputs: Sequence[Mapping]):
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, flat):
+        if isinstance(flat, slice):
+            return [make_params(**kw) for kw in self.inputs[flat]]
+        return make_params(**self.inputs[flat])
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
     """The points of a study and how they are laid out.
@@ -120,7 +173,8 @@ class SweepSpec:
         shape: size of each dimension.
         coords: dimension coordinates (``point``: 0..n-1; grid inputs: their values).
         point_coords: non-dimension coordinates along ``point`` (the inputs the points set, and ``label``).
-        inputs: ``make_params`` keywords of every point, flattened in C order over ``dims``.
+        inputs: ``make_params`` keywords of every point, flattened in C order over ``dims`` (a lazy
+            :class:`PointInputs`: computed per point on access).
         chunk_shape: block of points computed together and written as one zarr chunk (product <= chunk_size);
             None until resolved when ``chunk_size`` is ``auto`` (see :meth:`with_chunk_size`).
         chunk_size: simulations per vmapped batch; None for ``auto`` (derived from a memory budget at run time,
@@ -133,7 +187,7 @@ class SweepSpec:
     shape: tuple[int, ...]
     coords: Mapping[str, np.ndarray]
     point_coords: Mapping[str, np.ndarray]
-    inputs: tuple[Mapping[str, Any], ...]
+    inputs: Sequence[Mapping[str, Any]]
     chunk_shape: tuple[int, ...] | None
     chunk_size: int | None
     shard: tuple[int, int] | None = None
@@ -194,7 +248,8 @@ class JobConfig:
 
     Attributes:
         base_inputs: ``make_params`` keywords from the groups (before the sweep overrides them).
-        params: one :class:`~fluxsim.solver.Params` per point (C order over ``sweep.dims``).
+        params: one :class:`~fluxsim.solver.Params` per point (C order over ``sweep.dims``; a lazy
+            :class:`PointParams`: built per point on access).
         protocol: protocol steps (static).
         numerics: discretisation (static).
         sweep: the points.
@@ -206,7 +261,7 @@ class JobConfig:
     """
 
     base_inputs: Mapping[str, Any]
-    params: tuple[Params, ...]
+    params: Sequence[Params]
     protocol: tuple
     numerics: Numerics
     sweep: SweepSpec
@@ -296,7 +351,10 @@ def _hash_resolver(*, _root_):
 
 
 def _shard_suffix_resolver(*, _root_):
-    shard = parse_shard(OmegaConf.select(_root_, "sweep.shard", default=None))
+    try:
+        shard = parse_shard(OmegaConf.select(_root_, "sweep.shard", default=None))
+    except ConfigError:  # refused with its message (exit 2) by the validation that runs before the job starts
+        return "-invalid-shard"
     return "" if shard is None else f"-shard{shard[0]}of{shard[1]}"
 
 
@@ -518,6 +576,7 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
 
     point_inputs: list[dict] = []
     labels: list[str] = []
+    seen: dict[tuple, int] = {}
     for i, point in enumerate(points):
         if not isinstance(point, Mapping):
             raise ConfigError(f"sweep.points[{i}] must be a mapping {{input: value}}, got {point!r}")
@@ -532,10 +591,12 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
             inputs[key] = _number(f"sweep.points[{i}].{key}", value, allow_inf=True)
         if "label" not in point:
             labels.append(f"point {i}")
-        for j, other in enumerate(point_inputs):
-            if {**base, **other} == {**base, **inputs}:
-                raise ConfigError(f"sweep.points[{i}] repeats sweep.points[{j}] ({inputs}): every point of a sweep "
-                                  "must differ (repeated values)")
+        key = tuple(sorted((k, v) for k, v in inputs.items() if base.get(k) != v))  # the point as it differs
+        if key in seen:
+            j = seen[key]
+            raise ConfigError(f"sweep.points[{i}] repeats sweep.points[{j}] ({point_inputs[j]}): every point of a "
+                              "sweep must differ (repeated values)")
+        seen[key] = i
         point_inputs.append(inputs)
 
     point_coords: dict[str, np.ndarray] = {}
@@ -549,23 +610,15 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
         if points:
             point_coords["label"] = np.array(labels, dtype=str)
 
-    shape = tuple(len(coords[d]) for d in dims)
-    inputs = []
-    for index in np.ndindex(*shape):
-        kw = dict(base)
-        for d, i in zip(dims, index, strict=True):
-            if d == POINT_DIM:
-                kw.update(point_inputs[i])
-            else:
-                kw[d] = float(coords[d][i])
-        inputs.append(kw)
+    inputs = PointInputs(base, tuple(dims), coords, tuple(point_inputs))
+    shape = inputs.shape
     return SweepSpec(
         name=name,
         dims=tuple(dims),
         shape=shape,
         coords=coords,
         point_coords=point_coords,
-        inputs=tuple(inputs),
+        inputs=inputs,
         chunk_shape=None if chunk_size == "auto" else block_shape(shape, chunk_size),
         chunk_size=None if chunk_size == "auto" else chunk_size,
         shard=shard,
@@ -585,21 +638,42 @@ def parse_shard(value) -> tuple[int, int] | None:
     raise ConfigError(f"sweep.shard = {value!r} must be 'i/n' with 0 <= i < n (job i of n jobs), or null")
 
 
-def _max_duration_s(inputs: Mapping, protocol) -> float:
-    """Upper bound on a point's protocol duration [s] (a charge cannot outlast its mean reaching theta_cut)."""
-    q_th = FARADAY_C_PER_MOL / (3.6 * inputs.get("molar_mass_g_per_mol", 97.46))
-    theta0 = inputs.get("theta0", 1.0)
+def _max_duration_s(inputs: Mapping, protocol):
+    """Upper bound on a point's protocol duration [s] (a charge cannot outlast its mean reaching theta_cut).
+
+    Elementwise: ``inputs`` may hold arrays that broadcast against each other (:func:`_broadcast_inputs`), which
+    bounds every point of a grid at once.
+    """
+    q_th = FARADAY_C_PER_MOL / (3.6 * np.asarray(inputs.get("molar_mass_g_per_mol", 97.46), float))
+    theta0 = np.asarray(inputs.get("theta0", 1.0), float)
     theta_cut, theta_upper = inputs.get("theta_cut", 0.2), inputs.get("theta_upper", 0.99)
     total = 0.0
     for step in protocol:
         if step.kind == "rest":
-            total += step.duration_s
+            total = total + step.duration_s
             continue
         rate = step.rate_mA_per_g or inputs.get("rate_mA_per_g", 100.0)
-        span = (max(theta0, theta_upper) - theta_cut) if step.kind == "charge" else (theta_upper - theta_cut)
+        span = (np.maximum(theta0, theta_upper) - theta_cut) if step.kind == "charge" else (theta_upper - theta_cut)
         bound = span * 3600.0 * q_th / rate if step.until_cutoff else math.inf
-        total += min(step.max_duration_s, bound)
+        total = total + np.minimum(step.max_duration_s, bound)
     return total
+
+
+def _broadcast_inputs(sweep: SweepSpec) -> dict[str, Any]:
+    """The base inputs, with each swept input as an array that broadcasts over ``sweep.shape`` (size 1 along the
+    dimensions it does not vary on), so a function of the inputs evaluates a whole grid without a loop per point."""
+    inputs = sweep.inputs
+    out: dict[str, Any] = {k: v for k, v in inputs.base.items() if v is not None}
+    for axis, d in enumerate(sweep.dims):
+        view = [1] * len(sweep.dims)
+        view[axis] = sweep.shape[axis]
+        if d != POINT_DIM:
+            out[d] = np.asarray(sweep.coords[d], float).reshape(view)
+            continue
+        for key in dict.fromkeys(k for p in inputs.points for k in p):
+            values = [p.get(key, inputs.base.get(key, np.nan)) for p in inputs.points]
+            out[key] = np.asarray(values, float).reshape(view)
+    return out
 
 
 def _output(cfg: Mapping, sweep: SweepSpec, protocol) -> OutputSpec:
@@ -613,7 +687,7 @@ def _output(cfg: Mapping, sweep: SweepSpec, protocol) -> OutputSpec:
         raise ConfigError(f"output.times_s needs start >= 0 and step > 0, got start={start}, step={step}")
     stop = times.get("stop")
     if stop is None:
-        longest = max(_max_duration_s(p, protocol) for p in sweep.inputs)
+        longest = float(np.max(_max_duration_s(_broadcast_inputs(sweep), protocol)))
         n = int(math.ceil((longest - start) / step - 1e-9)) + 1
     else:
         stop = _number("output.times_s.stop", stop)
@@ -673,10 +747,18 @@ def _runtime(cfg: Mapping) -> RuntimeSpec:
     )
 
 
+def runtime_spec(cfg) -> RuntimeSpec:
+    """Only the ``runtime`` section, validated: what must be applied before JAX starts (``runtime.platform``)."""
+    section = as_plain(cfg["runtime"]) if isinstance(cfg, DictConfig) and "runtime" in cfg else None
+    return _runtime({"runtime": section} if section is not None else to_container(cfg))
+
+
 def load(cfg) -> JobConfig:
     """Validate a composed config (``DictConfig`` or plain mapping) into a :class:`JobConfig`.
 
-    Every sweep point goes through :func:`fluxsim.api.make_params`, so all range checks run before any compute.
+    Every sweep point is checked by :func:`fluxsim.api.make_params` before any compute, per axis rather than point
+    by point (:func:`representative_points`), so a grid of a million points validates in well under a second and
+    no point's ``Params`` is kept (``JobConfig.params`` builds them on demand).
 
     Raises:
         ConfigError: naming the offending key, its value and what is allowed.
@@ -690,10 +772,9 @@ def load(cfg) -> JobConfig:
         make_params(**base)
     except (ValueError, TypeError) as err:
         raise ConfigError(str(err)) from None
-    params = []
-    for i, inputs in enumerate(sweep.inputs):
+    for i in representative_points(sweep):
         try:
-            params.append(make_params(**inputs))
+            make_params(**sweep.inputs[i])
         except (ValueError, TypeError) as err:
             where = "" if sweep.size == 1 else f"sweep point {i} ({_describe(sweep, i)}): "
             raise ConfigError(f"{where}{err}") from None
@@ -708,7 +789,7 @@ def load(cfg) -> JobConfig:
     ident = identity(container)
     return JobConfig(
         base_inputs=base,
-        params=tuple(params),
+        params=PointParams(sweep.inputs),
         protocol=protocol,
         numerics=numerics,
         sweep=sweep,
@@ -720,6 +801,76 @@ def load(cfg) -> JobConfig:
     )
 
 
+def _values_of(sweep: SweepSpec, name: str) -> np.ndarray:
+    """Every value ``name`` takes across the sweep's points (grid coordinate, point coordinate or base value)."""
+    if name in sweep.coords:
+        return np.asarray(sweep.coords[name], float)
+    if name in sweep.point_coords:
+        return np.asarray(sweep.point_coords[name], float)
+    return np.asarray([sweep.inputs.base.get(name, np.nan)], float)
+
+
+def ineffective_sweeps(job: JobConfig) -> list[str]:
+    """Warnings for swept inputs that cannot change any result of this study (one line each, naming the input).
+
+    ``eta`` is the flux ratio on the primary blocked arc: with ``blocked_fraction = 0`` at every point there is no
+    such arc, so every value of eta gives the same results (``extra_arcs`` carry their own eta).
+    """
+    sweep = job.sweep
+    found = []
+    if "eta" in sweep.swept and not np.any(_values_of(sweep, "blocked_fraction") > 0):
+        where = "sweep.grid.eta" if "eta" in sweep.coords else "sweep.points[*].eta"
+        found.append(f"{where} has no effect: blocked_fraction = 0 at every point, so there is no blocked arc for "
+                     "eta (its flux ratio) to act on and every eta gives identical results; set "
+                     "surface.blocked_fraction > 0 (or sweep it too)")
+    return found
+
+
+def representative_points(sweep: SweepSpec) -> list[int]:
+    """Flat indices of the sweep points whose validation validates every point (ascending, no repeats).
+
+    * every explicit point (``sweep.points``), and the smallest and largest value of every grid dimension, the
+      other dimensions at their first index;
+    * for every pair of dimensions, the corners of their extremes (every explicit point against both extremes of a
+      grid dimension), the other dimensions at their first index.
+
+    This is exact because every check of :func:`fluxsim.api.make_params` allows an interval of each input (so the
+    extremes of an axis bound all its values), and each check that involves more than one input involves two
+    sweepable inputs, monotonically (``theta0 > theta_cut``; an active surface: ``blocked_fraction < 1`` or
+    ``eta > 0``), so a violation anywhere in the grid shows at a corner of those two dimensions
+    (``tests/test_planning.py`` compares with point-by-point validation). At most ``points + 2 x dims + 4 x pairs``
+    calls instead of ``prod(shape)``.
+    """
+    shape, dims = sweep.shape, sweep.dims
+
+    def extremes(axis: int) -> list[int]:
+        if dims[axis] == POINT_DIM:
+            return list(range(shape[axis]))
+        values = sweep.coords[dims[axis]]
+        return sorted({int(np.argmin(values)), int(np.argmax(values))})
+
+    def flat(index: dict[int, int]) -> int:
+        full = [0] * len(shape)
+        for axis, i in index.items():
+            full[axis] = i
+        return int(np.ravel_multi_index(full, shape))
+
+    found = {flat({a: i}) for a in range(len(shape)) for i in extremes(a)}
+    for a in range(len(shape)):
+        for b in range(a + 1, len(shape)):
+            found.update(flat({a: i, b: j}) for i in extremes(a) for j in extremes(b))
+    return sorted(found)
+
+
+def _axis_points(sweep: SweepSpec) -> Iterator[int]:
+    """Flat indices of every value of every dimension, the other dimensions at their first index."""
+    for axis, n in enumerate(sweep.shape):
+        for i in range(n):
+            index = [0] * len(sweep.shape)
+            index[axis] = i
+            yield int(np.ravel_multi_index(index, sweep.shape))
+
+
 def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
     """Refuse numerics too coarse for any point of the sweep (:func:`fluxsim.checks.check_resolution`).
 
@@ -727,8 +878,9 @@ def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
         ConfigError: naming the numerics key, its value, the input it cannot resolve and what would do.
     """
     describe = None if sweep.size == 1 else (lambda i: _describe(sweep, i))
+    points = list(_axis_points(sweep))  # each arc depends on one input: its own axis covers the grid
     try:
-        checks.check_resolution(numerics, protocol, sweep.inputs, describe)
+        checks.check_resolution(numerics, protocol, (sweep.inputs[i] for i in points), describe, indices=points)
     except checks.InputError as err:
         raise ConfigError(str(err)) from None
 

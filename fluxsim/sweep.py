@@ -2,7 +2,8 @@
 
 The pattern (style.md section 10, "numbers -> vmap axis inside one job"):
 
-1. every point's ``Params`` is built by :func:`fluxsim.api.make_params` up front (:mod:`fluxsim.config`);
+1. every point was validated up front (:mod:`fluxsim.config`, per axis); its ``Params`` is built by
+   :func:`fluxsim.api.make_params` when its block runs, so memory stays flat in the number of points;
 2. the points are cut into blocks of the sweep grid (:func:`blocks`), each computed as one batch of fixed size
    ``batch_size`` (the last blocks padded with copies of a real point, so nothing recompiles) and written as one
    zarr chunk;
@@ -16,10 +17,11 @@ The pattern (style.md section 10, "numbers -> vmap axis inside one job"):
 The next batch is dispatched before the previous one is written, so writing overlaps compute. The numerical core
 never sees any of this: it only ever simulates one particle.
 
-Two more pieces serve large studies:
+Three more pieces serve large studies:
 
 * ``sweep.chunk_size: auto`` (:func:`auto_chunk_size`): the batch size is derived from a memory budget per device,
   using XLA's own memory analysis of the compiled batch program (:func:`footprint_bytes`);
+* :func:`plan`: memory and time estimates from the config alone, before anything is compiled;
 * ``sweep.shard: i/n`` (:func:`shard_blocks`): job ``i`` of ``n`` computes blocks ``i, i + n, i + 2n, ...`` of the
   grid; the blocks are disjoint zarr chunks, so ``n`` jobs (hydra multirun, SLURM array) fill one shared store
   (:class:`fluxsim.store.StoreWriter` makes its creation safe against concurrent creators).
@@ -410,6 +412,11 @@ def default_budget_bytes(devs: Sequence) -> float:
     return CPU_DEFAULT_BUDGET_GB * GB
 
 
+def budget_bytes(runtime, devs: Sequence) -> float:
+    """Per-device memory budget [bytes]: ``runtime.memory_budget_gb``, else :func:`default_budget_bytes`."""
+    return runtime.memory_budget_gb * GB if runtime.memory_budget_gb else default_budget_bytes(devs)
+
+
 def chunk_size_for_budget(point_bytes: float, budget_bytes: float, n_devices: int, n_points: int) -> int:
     """Largest batch (a multiple of ``n_devices``) whose estimate ``point_bytes x batch / n_devices`` fits the budget.
 
@@ -503,3 +510,165 @@ def auto_chunk_size(
         chunk = min(smaller, chunk - n_devices)
     raise ValueError(f"no batch fits the memory budget of {budget_bytes / GB:.3g} GB per device: raise "
                      "runtime.memory_budget_gb or set sweep.chunk_size")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Planning: memory and time before any compile
+# ---------------------------------------------------------------------------------------------------------------
+#: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_NODE x (nr + 1) x nphi +
+#: TEMP_FLOATS_PER_BLOCK_ENTRY x nphi x nr**2`` (the dense ray blocks of :mod:`fluxsim.blocksolve`). Fitted to XLA's
+#: memory analysis of the CPU batch program at 8 x 32 and 32 x 128 (exact there; 13 % high at 16 x 64);
+#: benchmarks/bench_plan.py prints the estimate beside the measurement.
+TEMP_FLOATS_PER_NODE = 212
+TEMP_FLOATS_PER_BLOCK_ENTRY = 8.8
+#: CPU seconds per time step per ``nphi x nr**2`` (the block solve's cost scale), measured on the project's 2-core
+#: reference CPU: 9.9 s per simulation at 32 x 128 with 200 steps (docs/cli.md, "Benchmarks"); within about 1.5x of
+#: the measured 24 x 96 and 8 x 32 rates.
+CPU_SECONDS_PER_STEP_UNIT = 3.8e-7
+#: Bytes of host bookkeeping per sweep point (the ``done`` flags, ``status`` read back at the end, coordinates).
+HOST_BYTES_PER_POINT = 16
+
+
+def stored_floats_per_point(job) -> int:
+    """Numbers one sweep point stores (its outputs, :func:`point_outputs`)."""
+    nr, nphi = job.numerics.nr, job.numerics.nphi
+    n_times = len(job.output.times_s)
+    series = len(SERIES) + 3 + (1 if extraction_for(job).voltage else 0)
+    floats = n_times * series + len(job.output.snapshot_times_s) * (nr + 1) * nphi
+    if job.output.line_cut:
+        floats += n_times * (2 * nr + 1)
+    return floats + 16 + 2 * len(job.protocol) + len(job.output.core_fraction_levels)
+
+
+def point_bytes_estimate(job) -> float:
+    """Device memory of one simulation in a batch [bytes] (an estimate from the numerics, before any compile).
+
+    Temporaries (:data:`TEMP_FLOATS_PER_NODE`, :data:`TEMP_FLOATS_PER_BLOCK_ENTRY`) and two batches' outputs
+    (dispatch overlaps the previous batch's write), as :func:`footprint_bytes` counts them.
+    """
+    numerics = job.numerics
+    itemsize = 4 if numerics.dtype == "float32" else 8
+    n_save = sum((s.n_steps or numerics.n_steps) // numerics.save_every + 1 for s in job.protocol)
+    nr, nphi = numerics.nr, numerics.nphi
+    temps = (TEMP_FLOATS_PER_NODE * (nr + 1) * nphi + TEMP_FLOATS_PER_BLOCK_ENTRY * nphi * nr**2
+             + n_save * (len(SERIES) + 8 + 2 * nr))
+    return float(itemsize * (temps + 2 * stored_floats_per_point(job)))
+
+
+def cpu_seconds_estimate(job) -> float:
+    """Wall time of one simulation on one CPU device [s] (rough: see :data:`CPU_SECONDS_PER_STEP_UNIT`)."""
+    numerics = job.numerics
+    steps = sum(s.n_steps or numerics.n_steps for s in job.protocol)
+    return CPU_SECONDS_PER_STEP_UNIT * steps * numerics.nphi * numerics.nr**2
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a study will need, estimated before any compile (:func:`plan`).
+
+    Attributes:
+        points: sweep points (all shards).
+        points_here: points this job computes (its shard; resumed points are not subtracted).
+        n_devices: devices a batch is sharded over.
+        platform: their JAX platform.
+        chunk_size: points per chunk (None: ``auto``, derived from the budget after a probe compile).
+        point_bytes: estimated device memory of one simulation [bytes].
+        batch_bytes: estimated per-device memory of one batch [bytes] (``auto``: of one point per device).
+        budget_bytes: per-device memory budget [bytes].
+        budget_from: where the budget comes from (``runtime.memory_budget_gb = ...`` or the default).
+        store_bytes: the store's data, uncompressed [bytes].
+        host_bytes: host memory of the bookkeeping that grows with the number of points [bytes].
+        seconds: estimated compute time of this job on CPU [s] (None on accelerators: no reference rate).
+    """
+
+    points: int
+    points_here: int
+    n_devices: int
+    platform: str
+    chunk_size: int | None
+    point_bytes: float
+    batch_bytes: float
+    budget_bytes: float
+    budget_from: str
+    store_bytes: float
+    host_bytes: float
+    seconds: float | None
+
+    @property
+    def fits(self) -> bool:
+        return self.batch_bytes <= self.budget_bytes
+
+    def largest_chunk(self) -> int:
+        """The largest chunk size whose estimated batch fits the budget (0: not even one point per device)."""
+        return int(self.budget_bytes // self.point_bytes) * self.n_devices
+
+    def describe(self) -> str:
+        chunk = "auto" if self.chunk_size is None else str(self.chunk_size)
+        if self.seconds is None:
+            eta = "compute time: shown after the first chunk (the reference rate is for CPU)"
+        else:
+            eta = (f"compute time ~{_duration(self.seconds)} ({_duration(self.seconds / max(self.points_here, 1))} "
+                   f"per simulation on {self.n_devices} CPU device(s), reference rate, +-50 %)")
+        return (f"plan: {self.points_here} of {self.points} points on {self.n_devices} {self.platform} device(s), "
+                f"chunk_size {chunk}; memory ~{self.point_bytes / 1e6:.3g} MB per simulation, "
+                f"~{self.batch_bytes / GB:.3g} GB per device per batch (budget {self.budget_bytes / GB:.3g} GB, "
+                f"{self.budget_from}); host bookkeeping ~{self.host_bytes / 1e6:.3g} MB; store "
+                f"~{self.store_bytes / GB:.3g} GB uncompressed; {eta}")
+
+    def refusal(self) -> str | None:
+        """Why the planned batch does not fit the budget (None when it does)."""
+        if self.fits:
+            return None
+        fit = self.largest_chunk()
+        if self.chunk_size is None or fit < self.n_devices:
+            return (f"one simulation per device needs ~{self.point_bytes / GB:.3g} GB (estimated), over the budget "
+                    f"{self.budget_from} ({self.budget_bytes / GB:.3g} GB per device): raise "
+                    "runtime.memory_budget_gb or use coarser numerics")
+        return (f"sweep.chunk_size = {self.chunk_size} needs ~{self.batch_bytes / GB:.3g} GB per device "
+                f"({self.chunk_size} simulations x {self.point_bytes / 1e6:.3g} MB / {self.n_devices} device(s), "
+                f"estimated), over the budget {self.budget_from} ({self.budget_bytes / GB:.3g} GB per device): use "
+                f"sweep.chunk_size <= {fit} (or auto), or raise runtime.memory_budget_gb")
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def plan(job, devs: Sequence) -> Plan:
+    """Estimate a job's memory and time from its config alone: no ``Params`` are built, nothing is compiled.
+
+    Runs in microseconds for any number of points. The per-device budget is ``runtime.memory_budget_gb`` or
+    :func:`default_budget_bytes`.
+    """
+    n_devices = len(devs)
+    sweep = job.sweep
+    budget_gb = job.runtime.memory_budget_gb
+    budget = budget_bytes(job.runtime, devs)
+    budget_from = (f"runtime.memory_budget_gb = {budget_gb:g}" if budget_gb
+                   else "the default of runtime.memory_budget_gb")
+    point_bytes = point_bytes_estimate(job)
+    size = batch_size(math.prod(sweep.chunk_shape) if sweep.chunk_shape else 1, n_devices)
+    points_here = sweep.size
+    if sweep.shard is not None and sweep.chunk_shape is not None:
+        points_here = sum(len(b.flat) for b in shard_blocks(blocks(sweep.shape, sweep.chunk_shape), sweep.shard))
+    elif sweep.shard is not None:
+        points_here = math.ceil(sweep.size / sweep.shard[1])
+    platform = devs[0].platform
+    itemsize = 4 if job.numerics.dtype == "float32" else 8
+    return Plan(
+        points=sweep.size,
+        points_here=points_here,
+        n_devices=n_devices,
+        platform=platform,
+        chunk_size=sweep.chunk_size,
+        point_bytes=point_bytes,
+        batch_bytes=point_bytes * size / n_devices,
+        budget_bytes=budget,
+        budget_from=budget_from,
+        store_bytes=float(sweep.size) * (8 * stored_floats_per_point(job) + 8),
+        host_bytes=float(sweep.size) * HOST_BYTES_PER_POINT + itemsize * size * stored_floats_per_point(job) * 2,
+        seconds=cpu_seconds_estimate(job) * points_here / n_devices if platform == "cpu" else None,
+    )
