@@ -151,12 +151,12 @@ class Polygon:
             raise ValueError(f"Polygon vertices must be a finite (m, 2) array with m >= 3, got shape {v.shape}")
         if np.any(np.linalg.norm(v - np.roll(v, -1, axis=0), axis=1) == 0):
             raise ValueError("Polygon vertices must not repeat consecutively (zero-length edge)")
-        area, _ = polygon_area_centroid(v)
+        if _segments_cross(v):
+            raise ValueError("Polygon edges cross: the vertices must trace a simple (non-self-intersecting) outline")
+        area = 0.5 * np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1])
         scale = np.max(np.abs(v - v.mean(axis=0)))
         if abs(area) <= 1e-9 * scale**2:
             raise ValueError("Polygon has zero area")
-        if _segments_cross(v):
-            raise ValueError("Polygon edges cross: the vertices must trace a simple (non-self-intersecting) outline")
         object.__setattr__(self, "vertices", tuple(map(tuple, v.tolist())))
 
     def boundary(self, spacing: float) -> np.ndarray:
