@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from shapes import OUTLINES
 
-from fluxsim.core.mesh import MeshSizes, bucket_size, mesh_outline, mesh_sizes, stack_meshes
+from fluxsim.core.mesh import DEFAULT_SPACING, MeshSizes, bucket_size, mesh_outline, mesh_sizes, stack_meshes
 from fluxsim.core.outline import Disk, Ellipse, polygon_area_centroid
 
 
@@ -78,10 +78,10 @@ def test_padding_is_inert():
 
 
 def test_bucket_ladder():
-    assert [bucket_size(n) for n in (1, 8, 9, 33, 4097, 5121)] == [8, 8, 10, 40, 5120, 6144]
-    for n in range(8, 5000, 37):
+    assert [bucket_size(n) for n in (1, 16, 17, 33, 4097, 5121)] == [16, 16, 18, 36, 4608, 5632]
+    for n in range(16, 5000, 37):
         b = bucket_size(n)
-        assert n <= b <= 1.25 * n
+        assert n <= b <= 1.125 * n
 
 
 def test_explicit_buckets_and_too_small_buckets():
@@ -102,9 +102,9 @@ def test_node_counts_per_spacing():
     """Nodes of the disk per spacing: about pi / (sqrt(3)/2 h**2) (a hexagonal lattice of pitch h) plus half a
     node per spacing of perimeter (the boundary layer).
 
-    Measured: 0.08 -> 599, 0.04 -> 2,322, 0.03 -> 4,104 (the default; today's polar grid has 4,097), 0.02 -> 9,174.
+    Measured: 0.08 -> 596, 0.04 -> 2,318, 1/32 (the default) -> 3,781 (today's polar grid: 4,097).
     """
-    counts = {h: mesh_sizes(Disk(), h).n_nodes for h in (0.08, 0.04, 0.03, 0.02)}
+    counts = {h: mesh_sizes(Disk(), h).n_nodes for h in (0.08, 0.04, DEFAULT_SPACING)}
     print("disk nodes per spacing", counts)
     for h, n in counts.items():
         assert n == pytest.approx(math.pi / (math.sqrt(3) / 2 * h * h) + math.pi / h, rel=0.03)
