@@ -11,8 +11,11 @@ sums, the Li content ``sum_i m_i theta_i`` changes only by ``-sum b`` (exact dis
 
 GPU shape: one evaluation is a fixed set of batched elementwise kernels plus one gather: ``K`` per node, a gather of
 ``K`` over the ELL neighbour table ``(n, k)``, a weighted row sum, the rim outflow on the first ``n_rim`` nodes (a
-slice: no scatter) and a multiply by ``1 / m``. No loop over grid lines, no linear solve. Padded nodes have
-conductance 0 and ``inv_mass`` 0, so they never change.
+slice and a pad: no scatter) and a multiply by ``1 / m``. No loop over grid lines, no linear solve. Padded nodes
+have conductance 0 and ``inv_mass`` 0, so they never change. Cost on the default disk mesh (3,840 node slots, ELL
+width 8; XLA CPU cost analysis, batch of 64 with the mesh as an argument): 2.0e5 flop, 3.8e3 transcendentals and
+7.8e5 bytes per evaluation and simulation (the CPU backend materialises the ``(batch, n, 8)`` gather; the
+irreducible traffic is ~5 node arrays, ~1.5e5 bytes in float64).
 
 API:
 
@@ -61,9 +64,8 @@ def kirchhoff_rhs(mesh: TriMesh, params, theta, drive: Drive):
     law = params.diffusivity
     potential = law.kirchhoff(theta) / law.reference
     outflow, _, voltage = rim_outflow(params, theta[: mesh.n_rim], drive)
-    inflow = net_inflow(mesh, potential)
-    inflow = jnp.concatenate([inflow[: mesh.n_rim] - outflow, inflow[mesh.n_rim:]])
-    return inflow * mesh.inv_mass, voltage
+    outflow = jnp.pad(outflow, (0, theta.shape[-1] - mesh.n_rim))  # fuses into the elementwise tail (20 % fewer bytes)
+    return (net_inflow(mesh, potential) - outflow) * mesh.inv_mass, voltage
 
 
 def max_diffusivity(law, dtype=jnp.float64):

@@ -154,6 +154,10 @@ class TriMesh:
     def n_rim(self) -> int:
         return self.rim_s.shape[-1]
 
+    def astype(self, dtype) -> TriMesh:
+        """The mesh with its floating-point arrays cast to ``dtype`` (e.g. float32 for GPUs; indices unchanged)."""
+        return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, self)
+
     @property
     def rim_share(self):
         """Dual arc length of each rim slot ``(r,)`` (sums to ``perimeter``)."""

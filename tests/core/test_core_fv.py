@@ -188,3 +188,14 @@ def test_max_diffusivity():
     dip = LowThetaDip(PowerLaw(), D_low_m2_per_s=3e-14)
     dense = float(jnp.max(dip(jnp.linspace(0, 1, 100001)))) / dip.reference
     assert float(fv.max_diffusivity(dip)) == pytest.approx(dense, rel=1e-3)
+
+
+def test_float32_mesh_keeps_the_balance():
+    mesh = mesh_outline(OUTLINES["ellipse2"], 0.06).astype(jnp.float32)
+    assert mesh.xy.dtype == jnp.float32 and mesh.neighbours.dtype == jnp.int32
+    params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), MODEL_A)
+    theta = _field(mesh).astype(jnp.float32)
+    dtheta, _ = jax.jit(fv.kirchhoff_rhs)(mesh, params, theta, rim.make_drive(mesh, params, 150.0))
+    assert dtheta.dtype == jnp.float32
+    rate = float(jnp.sum(mesh.mass * dtheta) / mesh.area / fv.time_scale_s(params))
+    assert rate == pytest.approx(-float(params.material.mean_rate_per_s(150.0)), rel=1e-5)
