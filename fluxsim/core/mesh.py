@@ -27,8 +27,8 @@ is then the vertex-centred finite-volume flux balance on the Voronoi dual with t
 edge has ``cot alpha >= 0`` iff its opposite angle is <= 90 degrees, which holds when its diametral circle is empty
 (not encroached). Triangle's conforming Delaunay mode guarantees both, so every ``w_ij >= 0`` up to rounding; the
 builder checks it (``w_ij >= -1e-10 max w``, then clips the rounding to 0) and raises otherwise. Non-negative
-conductances give a discrete maximum principle (the Kirchhoff flux is monotone) and a Laplacian whose Gershgorin
-bound is ``2 sum_j w_ij / m_i``.
+conductances give a discrete maximum principle (the Kirchhoff flux is monotone) and a symmetric positive
+semi-definite Laplacian with a cheap Gershgorin bound of its spectrum (``laplacian_bound``).
 
 Layout of :class:`TriMesh` (all fields are arrays, pytree leaves, no static metadata, so meshes of different outlines
 padded to the same sizes have the same tree structure, batch with ``jax.vmap`` and do not recompile):
@@ -123,8 +123,10 @@ class TriMesh:
         area: discrete area (sum of triangle areas; ``pi`` to rounding) ``()``.
         perimeter: discrete perimeter ``()``.
         centroid: area centroid ``(2,)`` (0 to rounding).
-        laplacian_bound: ``max_i 2 sum_j w_ij / m_i`` ``()``, the Gershgorin bound of the spectral radius of
-            ``M^-1 A`` (multiply by the largest nondimensional D for the Kirchhoff operator's).
+        laplacian_bound: ``max_i s_i (s_i sum_j w_ij + sum_j w_ij s_j)``, ``s = m^-1/2`` ``()``: the Gershgorin
+            bound of the spectral radius of ``M^-1 A`` through the similar symmetric ``M^-1/2 A M^-1/2`` (13.3 /
+            spacing**2 on the default disk mesh, against 10.3 for the true value and 16.7 for the plain row sums
+            ``2 sum_j w_ij / m_i``); :func:`fluxsim.core.fv.spectral_radius_bound` multiplies it by the largest D.
     """
 
     xy: jax.Array
@@ -370,8 +372,8 @@ def _pad(host: _HostMesh, sizes: MeshSizes) -> TriMesh:
     p = host.xy[host.triangles].mean(axis=1)
     total = host.triangle_area.sum()
     centroid = (host.triangle_area[:, None] * p).sum(axis=0) / total
-    rowsum = conductance.sum(axis=1)
-    bound = np.max(2 * rowsum * inv_mass)
+    scale = np.sqrt(inv_mass)  # Gershgorin rows of the symmetric M^-1/2 A M^-1/2 (similar to M^-1 A)
+    bound = np.max(scale * (conductance.sum(axis=1) * scale + (conductance * scale[neighbours]).sum(axis=1)))
     as_f = functools.partial(jnp.asarray, dtype=jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
     return TriMesh(
         xy=as_f(xy), mass=as_f(mass), inv_mass=as_f(inv_mass), node_mask=jnp.asarray(mask),

@@ -153,7 +153,7 @@ def test_spectral_radius_bound_holds(law):
     global_bound = float(jax.jit(fv.spectral_radius_bound)(mesh, params))
     print(f"rho {rho:.4g}  state bound {state:.4g}  global bound {global_bound:.4g}")
     assert rho <= state * (1 + 1e-12) and state <= global_bound * (1 + 1e-12)
-    assert global_bound < 4 * float(fv.max_diffusivity(law)) * rho_laplacian(mesh)
+    assert global_bound < 1.6 * float(fv.max_diffusivity(law)) * rho_laplacian(mesh)  # measured 1.31
 
 
 @jax.jit
