@@ -87,7 +87,8 @@ def line_cut_stencil(mesh: TriMesh, axis_angle_rad, n_samples: int = DEFAULT_LIN
 
     The end samples sit on the first rim crossings of the two rays from the centroid, so every sample is inside the
     particle. Each sample's triangle is the one whose smallest barycentric coordinate is largest (found by brute
-    force over the triangles, once per simulation); the weights are differentiable in the angle.
+    force over the triangles, one sample after the other, once per simulation); the weights are differentiable in
+    the angle.
     """
     dtype = mesh.xy.dtype
     angle = jnp.asarray(axis_angle_rad, dtype)
@@ -101,14 +102,15 @@ def line_cut_stencil(mesh: TriMesh, axis_angle_rad, n_samples: int = DEFAULT_LIN
     ok = area2 > 0
     safe = jnp.where(ok, area2, 1.0)
 
-    def cross(p, q, r):  # twice the signed area of (p, q, r), broadcast over samples x triangles
+    def cross(p, q, r):  # twice the signed area of (p, q, r)
         return (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
 
-    pts = points[:, None, :]
-    bary = jnp.stack([cross(pts, b, c), cross(a, pts, c), cross(a, b, pts)], axis=-1) / safe[:, None]
-    score = jnp.where(ok, jnp.min(bary, axis=-1), -jnp.inf)
-    best = jnp.argmax(score, axis=1)
-    weights = jnp.take_along_axis(bary, best[:, None, None], axis=1)[:, 0]
+    def locate(point):  # one sample at a time: O(triangles) memory per simulation, also under vmap
+        bary = jnp.stack([cross(point, b, c), cross(a, point, c), cross(a, b, point)], axis=-1) / safe[:, None]
+        best = jnp.argmax(jnp.where(ok, jnp.min(bary, axis=-1), -jnp.inf))
+        return best, bary[best]
+
+    best, weights = jax.lax.map(locate, points)
     return LineCutStencil(position, mesh.triangles[best], weights)
 
 
