@@ -15,6 +15,10 @@ Outlines (all frozen, hashable dataclasses, so meshes can be cached per outline)
 * :class:`Curve` ``(points)``: a smooth closed curve given by dense samples (no corners kept: it is resampled
   evenly by arclength); :func:`outline_from_mask` returns one.
 
+From physical dimensions: :func:`ellipse_from_semi_axes`, :func:`polygon_from_vertices` and
+:func:`outline_from_mask` return ``(outline, radius_m)``, the shape and the equivalent radius to pass as
+``Params.radius_m``.
+
 Interface used by :mod:`fluxsim.core.mesh`: ``outline.boundary(spacing) -> (m, 2)`` counter-clockwise vertices of
 the normalised polygon, consecutive vertices at most about ``spacing`` apart (lengths in units of the equivalent
 radius).
@@ -192,6 +196,32 @@ class Curve:
         spacing = check_spacing(spacing)
         dense = normalise(np.asarray(self.points))
         return normalise(_resample_closed(dense, spacing))
+
+
+def ellipse_from_semi_axes(a_m: float, b_m: float, orientation_rad: float = 0.0) -> tuple[Ellipse, float]:
+    """An ellipse of physical semi-axes ``a_m``, ``b_m`` [m] (> 0) with the ``a`` axis at ``orientation_rad``.
+
+    Returns:
+        ``(ellipse, radius_m)``: the normalised :class:`Ellipse` and its equivalent radius ``sqrt(a b)`` [m].
+    """
+    for name, value in (("a_m", a_m), ("b_m", b_m)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite semi-axis > 0 [m], got {value!r}")
+    if b_m > a_m:
+        a_m, b_m, orientation_rad = b_m, a_m, orientation_rad + math.pi / 2
+    return Ellipse(a_m / b_m, orientation_rad), math.sqrt(a_m * b_m)
+
+
+def polygon_from_vertices(vertices_m) -> tuple[Polygon, float]:
+    """A polygon of physical vertices ``(m, 2)`` [m].
+
+    Returns:
+        ``(polygon, radius_m)``: the normalised :class:`Polygon` and its equivalent radius ``sqrt(A / pi)`` [m].
+    """
+    polygon = Polygon(vertices_m)
+    v = np.asarray(polygon.vertices)
+    area = abs(0.5 * np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1]))
+    return polygon, math.sqrt(area / math.pi)
 
 
 def _pixel_boundary_loops(mask: np.ndarray) -> list[np.ndarray]:

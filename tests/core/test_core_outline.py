@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 from shapes import OUTLINES, blob_mask
 
-from fluxsim.core.outline import Curve, Disk, Ellipse, Polygon, normalise, outline_from_mask, polygon_area_centroid
+from fluxsim.core.outline import (
+    Curve,
+    Disk,
+    Ellipse,
+    Polygon,
+    ellipse_from_semi_axes,
+    normalise,
+    outline_from_mask,
+    polygon_area_centroid,
+    polygon_from_vertices,
+)
 
 
 @pytest.mark.parametrize("name", sorted(OUTLINES))
@@ -99,3 +109,14 @@ def test_mask_orientation_follows_image_axes():
     mask = ((rows - 40) / 35.0) ** 2 + ((cols - 20) / 15.0) ** 2 < 1
     b = outline_from_mask(mask, 1.0)[0].boundary(0.05)
     assert np.ptp(b[:, 1]) > 2 * np.ptp(b[:, 0])
+
+
+def test_outlines_from_physical_dimensions():
+    ellipse, radius = ellipse_from_semi_axes(0.5e-6, 2e-6, 0.3)
+    assert ellipse == Ellipse(4.0, 0.3 + math.pi / 2)
+    assert radius == pytest.approx(1e-6)
+    polygon, radius = polygon_from_vertices([(0, 0), (2e-6, 0), (2e-6, 1e-6), (0, 1e-6)])
+    assert radius == pytest.approx(math.sqrt(2e-12 / math.pi))
+    assert polygon_area_centroid(polygon.boundary(0.05))[0] == pytest.approx(math.pi)
+    with pytest.raises(ValueError, match="b_m"):
+        ellipse_from_semi_axes(1e-6, 0.0)
