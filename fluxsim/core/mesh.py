@@ -8,7 +8,8 @@
    boundary), so the interior is almost equilateral and every node has degree ~6, then relaxed by 10 iterations of
    repulsive springs (rest length ``1.2 spacing``, Persson & Strang's distmesh; the boundary nodes stay fixed), so
    the boundary layer is as regular as the lattice: the largest eigenvalue of ``M^-1 A``, which sets the stage count
-   of an explicit integrator, drops from ~18.5 to ~10 / spacing**2 (8 for a perfect equilateral lattice);
+   of an explicit integrator, drops from 18.5 to 9.4 / spacing**2 on the default disk (8 for a perfect
+   equilateral lattice);
 3. Shewchuk's Triangle (the ``triangle`` package) makes the constrained Delaunay triangulation of boundary + seeds
    and refines it with switches ``pq30D``: minimum angle 30 degrees, and *conforming* Delaunay (``D``), i.e. every
    triangle is Delaunay and every circumcentre lies inside the domain (boundary segments are split until none is
@@ -44,9 +45,10 @@ Sizes are rounded up to buckets (:func:`bucket_size`: eight per octave, so at mo
 for nodes, rim slots and triangles, and to 8 / 12 / 16 for the ELL width; :func:`stack_meshes` pads several meshes
 to common sizes and stacks them along a leading axis for ``vmap``.
 
-Node counts of the disk per spacing (real nodes / bucket; ``tests/core/test_core_mesh.py``): 0.08: 596 / 640,
-0.06: 1,042 / 1,152, 0.04: 2,318 / 2,560, 1/32 (default): 3,781 / 3,840, 0.025: 5,889 / 6,144, 0.02: 9,165 / 9,216,
-0.015: 16,250 / 16,384, 0.01: 36,485 / 36,864. Meshing takes ~1 s at the default spacing (cached per outline).
+Node counts of the disk per spacing (real nodes / bucket; ``tests/core/test_core_mesh.py``): 0.08: 595 / 640,
+0.06: 1,039 / 1,152, 0.04: 2,329 / 2,560, 1/32 (default): 3,775 / 3,840, 0.025: 5,899 / 6,144, 0.02: 9,163 /
+9,216, 0.015: 16,261 / 16,384, 0.01: 36,457 / 36,864. Meshing takes ~1 s at the default spacing (cached per outline
+and spacing), ~30 s at 0.01.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ from fluxsim._pytree import pytree_dataclass
 from fluxsim.core.outline import Disk, check_spacing
 
 #: Default node spacing in units of the equivalent radius: 1/32, the radial spacing of today's 32 x 128 polar grid
-#: (37.5 nm at R = 1.2 um); 3,781 nodes on the disk (bucket 3,840) against the polar grid's 4,097. On case (c) at
-#: 100 mA/g its d(10 min) is 0.4 nm and its core fraction 0.003 from the converged mesh values (polar default:
-#: 1.6 nm and 0.004 from its own converged values; docs/convergence.md).
+#: (37.5 nm at R = 1.2 um); 3,775 nodes on the disk (bucket 3,840) against the polar grid's 4,097. On case (c) at
+#: 100 mA/g (eta 0.3, f 1/4) its d(10 min) is 0.5 nm and its core fraction 0.0025 above the values at spacing 0.02
+#: (polar default: 1.6 nm and 0.004 from its converged values; docs/convergence.md).
 DEFAULT_SPACING = 0.03125
 #: The default outline.
 DISK = Disk()
@@ -124,8 +126,8 @@ class TriMesh:
         perimeter: discrete perimeter ``()``.
         centroid: area centroid ``(2,)`` (0 to rounding).
         laplacian_bound: ``max_i s_i (s_i sum_j w_ij + sum_j w_ij s_j)``, ``s = m^-1/2`` ``()``: the Gershgorin
-            bound of the spectral radius of ``M^-1 A`` through the similar symmetric ``M^-1/2 A M^-1/2`` (13.3 /
-            spacing**2 on the default disk mesh, against 10.3 for the true value and 16.7 for the plain row sums
+            bound of the spectral radius of ``M^-1 A`` through the similar symmetric ``M^-1/2 A M^-1/2`` (12.4 /
+            spacing**2 on the default disk mesh, against 9.4 for the true value and 15.5 for the plain row sums
             ``2 sum_j w_ij / m_i``); :func:`fluxsim.core.fv.spectral_radius_bound` multiplies it by the largest D.
     """
 
@@ -192,13 +194,14 @@ def _distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
 
 
 def _hex_seeds(boundary: np.ndarray, spacing: float) -> np.ndarray:
-    lo, hi = boundary.min(axis=0), boundary.max(axis=0)
+    """Hexagonal lattice of pitch ``spacing`` with a node at the centroid (the origin), so outlines with mirror or
+    six-fold symmetry about the centroid get a mesh with the same symmetry (d = 0 at eta = 1 to rounding)."""
+    reach = np.abs(boundary).max()
     dy = spacing * math.sqrt(3) / 2
-    rows = []
-    for j, y in enumerate(np.arange(lo[1] + dy / 2, hi[1], dy)):
-        xs = np.arange(lo[0] + (spacing / 2 if j % 2 else 0.0), hi[0], spacing)
-        rows.append(np.stack([xs, np.full_like(xs, y)], axis=1))
-    seeds = np.concatenate(rows)
+    j = np.arange(-math.ceil(reach / dy), math.ceil(reach / dy) + 1)
+    i = np.arange(-math.ceil(reach / spacing) - 1, math.ceil(reach / spacing) + 2)
+    jj, ii = np.meshgrid(j, i, indexing="ij")
+    seeds = np.stack([(ii + 0.5 * (jj % 2)) * spacing, jj * dy], axis=-1).reshape(-1, 2)
     seeds = seeds[_point_in_polygon(seeds, boundary)]
     return seeds[_distance_to_polygon(seeds, boundary) > _SEED_CLEARANCE * spacing]
 

@@ -101,11 +101,15 @@ def _segments_cross(points: np.ndarray) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Disk:
-    """The circular particle (today's geometry): vertices evenly on the circle, scaled to enclosed area ``pi``."""
+    """The circular particle (today's geometry): vertices evenly on the circle, scaled to enclosed area ``pi``.
+
+    The vertex count is a multiple of 12 (one vertex on +x), so the boundary shares the six-fold and mirror
+    symmetries of the mesh's hexagonal seed lattice.
+    """
 
     def boundary(self, spacing: float) -> np.ndarray:
         spacing = check_spacing(spacing)
-        n = max(8, math.ceil(2 * math.pi / spacing))
+        n = 12 * max(1, math.ceil(2 * math.pi / spacing / 12))
         phi = 2 * math.pi * np.arange(n) / n
         return normalise(np.stack([np.cos(phi), np.sin(phi)], axis=1))
 

@@ -102,7 +102,7 @@ def test_node_counts_per_spacing():
     """Nodes of the disk per spacing: about pi / (sqrt(3)/2 h**2) (a hexagonal lattice of pitch h) plus half a
     node per spacing of perimeter (the boundary layer).
 
-    Measured: 0.08 -> 596, 0.04 -> 2,318, 1/32 (the default) -> 3,781 (today's polar grid: 4,097).
+    Measured: 0.08 -> 595, 0.04 -> 2,329, 1/32 (the default) -> 3,775 (today's polar grid: 4,097).
     """
     counts = {h: mesh_sizes(Disk(), h).n_nodes for h in (0.08, 0.04, DEFAULT_SPACING)}
     print("disk nodes per spacing", counts)
@@ -116,3 +116,18 @@ def test_centroid_outside_the_particle_is_rejected():
     crescent = Polygon([(0, 0), (4, 0), (4, 4), (0, 4), (0, 3.6), (3.6, 3.6), (3.6, 0.4), (0, 0.4)])
     with pytest.raises(ValueError, match="centroid lies outside"):
         mesh_outline(crescent, 0.05)
+
+
+@pytest.mark.parametrize("outline, symmetries", [
+    (Disk(), ((-1, 0, 0, 1), (1, 0, 0, -1), (0.5, -math.sqrt(0.75), math.sqrt(0.75), 0.5))),
+    (Ellipse(2.0, 0.0), ((-1, 0, 0, 1), (1, 0, 0, -1))),
+])
+def test_mesh_shares_the_symmetries_of_the_outline(outline, symmetries):
+    """Seeds on a hexagonal lattice through the centroid: the disk mesh maps onto itself under both mirrors and a
+    60 degree rotation, the ellipse's under its two mirrors (so d = 0 at eta = 1 up to rounding)."""
+    m = _arrays(mesh_outline(outline))
+    xy = m["xy"][m["node_mask"]]
+    for s in symmetries:
+        image = xy @ np.reshape(s, (2, 2)).T
+        nearest = np.min(np.linalg.norm(image[:, None, :] - xy[None, :, :], axis=-1), axis=1)
+        assert nearest.max() < 1e-12

@@ -130,3 +130,18 @@ def test_resample_on_a_pixel_grid(mesh):
     assert 0.5 * math.pi < inside.sum() * 0.1**2 < 1.5 * math.pi
     assert np.allclose(values[inside], 0.5 + x[inside] * normal[0] + y[inside] * normal[1], atol=1e-12)
     assert np.isnan(values[0, 0])
+
+
+def test_uniform_flux_on_the_disk_keeps_the_core_centred():
+    """eta = 1 on the disk: a radially symmetric state stays symmetric under the operator, d = 0 to rounding."""
+    from fluxsim.core import fv, rim
+    from fluxsim.core.outline import Disk
+    from fluxsim.solver import Params
+
+    disk = mesh_outline(Disk())
+    params = Params()
+    theta = 0.99 - 0.1 * jnp.sum(disk.xy**2, axis=1) ** 1.5
+    rhs = jax.jit(fv.kirchhoff_rhs)(disk, params, theta, rim.make_drive(disk, params, 100.0))[0]
+    hard, smooth = cores(disk, theta + 0.05 * rhs, 0.97, 0.005)
+    assert 0.05 < float(hard.fraction) < 0.95
+    assert max(abs(float(v)) for v in (hard.x, hard.y, smooth.x, smooth.y)) < 1e-12
