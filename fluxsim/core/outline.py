@@ -40,6 +40,8 @@ import numpy as np
 
 #: Allowed node spacings (units of the equivalent radius).
 SPACING_RANGE = (0.004, 0.25)
+#: Most points a traced mask contour keeps (resampled evenly by arclength beyond this).
+_MASK_CURVE_POINTS = 2048
 #: Allowed ellipse aspect ratios (long / short semi-axis).
 ASPECT_RANGE = (1.0, 20.0)
 
@@ -73,6 +75,10 @@ def normalise(points: np.ndarray) -> np.ndarray:
     return (points - centroid) * math.sqrt(math.pi / area)
 
 
+def _perimeter(points: np.ndarray) -> float:
+    return float(np.linalg.norm(np.roll(points, -1, axis=0) - points, axis=1).sum())
+
+
 def _resample_closed(points: np.ndarray, spacing: float) -> np.ndarray:
     """Evenly spaced samples (by arclength) of the closed polyline through ``points``, at most ``spacing`` apart."""
     closed = np.vstack([points, points[:1]])
@@ -83,7 +89,7 @@ def _resample_closed(points: np.ndarray, spacing: float) -> np.ndarray:
 
 
 def _segments_cross(points: np.ndarray) -> bool:
-    """Whether any two non-adjacent edges of the closed polygon intersect (O(m^2), vectorised)."""
+    """Whether any two non-adjacent edges of the closed polygon intersect (O(m^2) work, in blocks of edges)."""
     a, b = points, np.roll(points, -1, axis=0)
     m = len(points)
 
@@ -91,12 +97,16 @@ def _segments_cross(points: np.ndarray) -> bool:
         u, w = q - p, r - p
         return np.sign(u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0])
 
-    i, j = np.triu_indices(m, k=2)
-    keep = ~((i == 0) & (j == m - 1))  # the first and last edges share a vertex
-    i, j = i[keep], j[keep]
-    o1, o2 = orient(a[i], b[i], a[j]), orient(a[i], b[i], b[j])
-    o3, o4 = orient(a[j], b[j], a[i]), orient(a[j], b[j], b[i])
-    return bool(np.any((o1 * o2 < 0) & (o3 * o4 < 0)))
+    j = np.arange(m)
+    for start in range(0, m, 256):
+        i = np.arange(start, min(start + 256, m))[:, None]
+        pair = (j[None, :] >= i + 2) & ~((i == 0) & (j[None, :] == m - 1))  # skip the edge itself and neighbours
+        ai, bi, aj, bj = a[i], b[i], a[None, :], b[None, :]
+        o1, o2 = orient(ai, bi, aj), orient(ai, bi, bj)
+        o3, o4 = orient(aj, bj, ai), orient(aj, bj, bi)
+        if np.any(pair & (o1 * o2 < 0) & (o3 * o4 < 0)):
+            return True
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,5 +320,7 @@ def outline_from_mask(mask, pixel_size_m: float, smoothing_passes: int = 10) -> 
     for _ in range(smoothing_passes):
         for weight in (0.5, -0.53):
             points = points + weight * (0.5 * (np.roll(points, 1, axis=0) + np.roll(points, -1, axis=0)) - points)
+    if len(points) > _MASK_CURVE_POINTS:  # plenty for any mesh spacing allowed; keeps Curve checks cheap
+        points = _resample_closed(points, _perimeter(points) / _MASK_CURVE_POINTS)
     radius_m = math.sqrt(n_pixels / math.pi) * pixel_size_m
     return Curve(points), radius_m
