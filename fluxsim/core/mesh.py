@@ -250,6 +250,7 @@ def _relax(boundary: np.ndarray, seeds: np.ndarray, spacing: float, segments: np
     lattice, which halves the largest eigenvalue of ``M^-1 A`` (the explicit integrator's stiffness)."""
     m = len(boundary)
     v = np.vstack([boundary, seeds])
+    origin, clearance = seeds, _distance_to_polygon(seeds, boundary)  # seeds are inside
     for _ in range(_RELAX_ITERATIONS):
         tri = triangle.triangulate(dict(vertices=v, segments=segments), "pQ")["triangles"]
         edges = np.unique(np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1), axis=0)
@@ -260,9 +261,15 @@ def _relax(boundary: np.ndarray, seeds: np.ndarray, spacing: float, segments: np
         np.add.at(force, edges[:, 0], -push[:, None] * d)
         np.add.at(force, edges[:, 1], push[:, None] * d)
         moved = v[m:] + _RELAX_STEP * force[m:]
-        keep = _point_in_polygon(moved, boundary)
-        keep[keep] = _distance_to_polygon(moved[keep], boundary) > _RELAX_CLEARANCE * spacing
+        # Only seeds that may have come within a spacing of the boundary need the (costly) exact test.
+        check = clearance - np.linalg.norm(moved - origin, axis=1) < spacing
+        keep = np.ones(len(moved), bool)
+        near = moved[check]
+        ok = _point_in_polygon(near, boundary)
+        ok[ok] = _distance_to_polygon(near[ok], boundary) > _RELAX_CLEARANCE * spacing
+        keep[check] = ok
         v = np.vstack([boundary, moved[keep]])
+        origin, clearance = origin[keep], clearance[keep]
     return v
 
 
