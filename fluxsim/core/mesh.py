@@ -47,8 +47,8 @@ to common sizes and stacks them along a leading axis for ``vmap``.
 
 Node counts of the disk per spacing (real nodes / bucket; ``tests/core/test_core_mesh.py``): 0.08: 595 / 640,
 0.06: 1,039 / 1,152, 0.04: 2,329 / 2,560, 1/32 (default): 3,775 / 3,840, 0.025: 5,899 / 6,144, 0.02: 9,163 /
-9,216, 0.015: 16,261 / 16,384, 0.01: 36,457 / 36,864. Meshing takes ~1 s at the default spacing (cached per outline
-and spacing), ~30 s at 0.01.
+9,216, 0.015: 16,261 / 16,384, 0.01: 36,457 / 36,864. Meshing takes ~0.5 s at the default spacing (cached per outline
+and spacing), ~10 s at 0.01.
 """
 
 from __future__ import annotations
