@@ -14,6 +14,10 @@ Lengths are nondimensional (units of the equivalent radius ``R_eq``); multiply b
   once per simulation, after which a line cut is a ``(n_samples, 3)`` gather;
 * :func:`observe`: all of the above for one state, as an :class:`Observed` tuple;
 * :func:`resample`: a node field on an ``(x, y)`` pixel grid (P1 interpolation; NaN outside the particle).
+
+Cost: one :func:`observe` on the default disk mesh (7,680 triangle slots, hard + 8 smooth thresholds) is 5.9e6 flop
+and 6.0e6 bytes per simulation by XLA's CPU cost analysis, about 30 right-hand-side evaluations: observe at the
+saved times only, not every step.
 """
 
 from __future__ import annotations
