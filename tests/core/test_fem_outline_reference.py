@@ -134,3 +134,24 @@ def test_committed_data_reproduce_at_the_coarse_level():
         for key in runner.SCALARS:
             assert fresh[key] == pytest.approx(runner.from_json(stored[key]), rel=1e-7), key
         np.testing.assert_allclose(fresh["line_cut_theta"], runner.from_json(stored["line_cut_theta"]), atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["ellipse", "polygon"])
+def test_committed_reference_is_converged_well_below_the_acceptance_tolerances(name):
+    """The committed finest level (h = 17.8 nm) is accurate enough to judge 3 nm in d, 0.01 in core fraction and
+    1e-4 relative in capacity.  Measured (ellipse / polygon): capacity spread over the three finest levels 1.5e-7 /
+    1.1e-7 relative; d(10 min) spread 0.18 / 0.53 nm; d(t) between the two finest levels (core fraction > 0.05)
+    1.2 / 0.7 nm; half-width of the theta/K interpolant bracket of the core fraction 0.0027 / 0.0028; K core
+    fraction (10 min) spread 0.0017 / 0.0016.  Time error (10x tighter BDF tolerances, ellipse at 40 nm): d 0.001 nm,
+    core fraction 3e-8, capacity 2e-10 relative."""
+    conv = runner.load_reference(name)["convergence"]
+    capacity = conv["capacity_mAh_per_g"]
+    assert capacity["spread_three_finest"] / capacity["values"][-1] < 5e-7
+    assert conv["d_600s_nm"]["spread_three_finest"] < 1.0
+    assert conv["d_max_diff_two_finest_nm"] < 2.0
+    assert conv["core_bracket_max_half_width"] < 0.005
+    assert conv["core_fraction_600s_kirchhoff"]["spread_three_finest"] < 0.003
+    time_error = json.loads(runner.DEFAULT_PATH.read_text())["metadata"]["time_error"]
+    assert time_error["max_d_diff_nm"] < 0.01
+    assert time_error["max_core_fraction_diff"] < 1e-6
+    assert time_error["capacity_rel_diff"] < 1e-8

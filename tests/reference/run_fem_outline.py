@@ -10,10 +10,9 @@ spacing of ``SPACINGS_NM`` (ratio 1.5).  Written to ``tests/reference/data/fem_o
   the cut-off and the core-vanish time;
 * ``cases.<name>.coarse``: the same at the coarsest level (``test_fem_outline_reference.py`` re-runs it and
   compares);
-* ``cases.<name>.convergence``: d(10 min), core fraction (10 min), capacity and core-vanish time per level, their
-  observed orders from consecutive level triples, p = log(|Q1 - Q2| / |Q2 - Q3|) / log(1.5), and the Richardson
-  estimate of the finest level's error |Q_finest - Q_previous| / (1.5^p - 1) (p of the finest triple, clipped to
-  [0.5, 4]); the largest differences of the d(t) and core-fraction series between the two finest levels;
+* ``cases.<name>.convergence``: d(10 min), core fraction (10 min) (theta and K interpolants), capacity and
+  core-vanish time per level, their observed orders from consecutive level triples,
+  p = log(|Q1 - Q2| / |Q2 - Q3|) / log(1.5), error estimates of the finest level (see ``convergence``);
 * ``metadata.time_error``: the second-coarsest level re-run with 10x tighter BDF tolerances, largest differences.
 
 Usage (from the repository root; about 20 min on one core)::
@@ -94,7 +93,16 @@ def observed_orders(values, ratio):
 
 
 def convergence(runs, spacings):
-    """Per-level key figures, observed orders and the Richardson error estimate of the finest level."""
+    """Per-level key figures with their observed orders and error estimates of the finest level.
+
+    Per metric: ``values`` per level (coarse to fine), ``observed_order`` per consecutive triple, the Richardson
+    estimate ``richardson_error`` = |Q_finest - Q_previous| / (ratio^p - 1) (p of the finest triple clipped to
+    [0.5, 4]: meaningful only where the orders are consistent) and ``spread_three_finest`` (max - min over the
+    three finest levels: the mesh-to-mesh scatter of these non-nested meshes).  ``core_bracket_*``: at the finest
+    level the cores of the theta and K interpolants bracket the limit (from above and below), so the mid-point is
+    the best estimate and the half-width bounds the error of either; ``*_two_finest``: largest differences of the
+    series between the two finest levels while the core fraction exceeds 0.05 (d is resolution-sensitive as the
+    core vanishes)."""
     ratio = spacings[0] / spacings[1]
     metrics = {
         "d_600s_nm": [_value_at(r, "d_nm", 600.0) for r in runs],
@@ -113,11 +121,19 @@ def convergence(runs, spacings):
         out[key] = {
             "values": values,
             "observed_order": orders,
-            "finest_error_estimate": abs(values[-1] - values[-2]) / (ratio**p - 1.0),
+            "richardson_error": abs(values[-1] - values[-2]) / (ratio**p - 1.0),
+            "spread_three_finest": float(np.ptp(values[-3:])),
         }
-    both = np.isfinite(runs[-1]["d_nm"]) & np.isfinite(runs[-2]["d_nm"])
-    out["max_d_diff_two_finest_nm"] = float(np.max(np.abs(runs[-1]["d_nm"] - runs[-2]["d_nm"])[both]))
-    out["max_core_fraction_diff_two_finest"] = float(np.max(np.abs(runs[-1]["core_fraction"] - runs[-2]["core_fraction"])))
+    fine, prev = runs[-1], runs[-2]
+    core = fine["core_fraction"] > 0.05
+    out["core_bracket_600s"] = sorted([_value_at(fine, "core_fraction", 600.0),
+                                       _value_at(fine, "core_fraction_kirchhoff", 600.0)])
+    out["core_bracket_max_half_width"] = float(
+        0.5 * np.max(np.abs(fine["core_fraction"] - fine["core_fraction_kirchhoff"]))
+    )
+    out["d_theta_vs_kirchhoff_max_nm"] = float(np.max(np.abs(fine["d_nm"] - fine["d_kirchhoff_nm"])[core]))
+    out["d_max_diff_two_finest_nm"] = float(np.max(np.abs(fine["d_nm"] - prev["d_nm"])[core]))
+    out["core_fraction_max_diff_two_finest"] = float(np.max(np.abs(fine["core_fraction"] - prev["core_fraction"])))
     return out
 
 
@@ -157,6 +173,26 @@ def from_json(x):
     return math.nan if x is None else x
 
 
+def load_reference(case, level="reference", path=DEFAULT_PATH):
+    """Committed data of ``case`` ("ellipse" or "polygon") at ``level`` ("reference": the finest mesh, or
+    "coarse"), with numpy arrays (NaN where the JSON has null) and the case's ``outline`` and ``arcs``.
+
+    Keys: the ``SERIES`` on the time grid, the ``SCALARS``, ``line_cut_theta`` (times x positions) with
+    ``line_cut_times_s`` and ``line_cut_positions_nm``, ``info`` (mesh and solver figures), ``convergence``."""
+    data = json.loads(pathlib.Path(path).read_text())
+    stored = data["cases"][case]
+    out = {k: from_json(v) for k, v in stored[level].items() if k != "info"}
+    out.update(
+        info=stored[level]["info"],
+        convergence=stored["convergence"],
+        outline=CASES[case]["outline"],
+        arcs=CASES[case]["arcs"],
+        line_cut_times_s=np.array(data["metadata"]["line_cut_times_s"]),
+        line_cut_positions_nm=np.array(data["metadata"]["line_cut_positions_nm"]),
+    )
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spacings", type=float, nargs="+", default=SPACINGS_NM, help="mesh spacings, nm")
@@ -181,7 +217,9 @@ def main(argv=None):
         for key in conv:
             if isinstance(conv[key], dict):
                 c = conv[key]
-                print(f"  {key}: orders {np.round(c['observed_order'], 2)}, finest error ~ {c['finest_error_estimate']:.3g}")
+                print(f"  {key}: orders {np.round(c['observed_order'], 2)}, Richardson error {c['richardson_error']:.3g}, "
+                      f"spread of the three finest {c['spread_three_finest']:.3g}")
+        print({k: v for k, v in conv.items() if not isinstance(v, dict | list)}, conv.get("core_bracket_600s"))
         case = CASES[name]
         outline = case["outline"]
         data["cases"][name] = {
