@@ -18,11 +18,14 @@ from reference.fem_outline import (
     Ellipse,
     Polygon,
     build_mesh,
+    line_cut,
     ray_hit,
     rim_arclength,
     rim_load_weights,
     solve_outline,
+    superlevel_centroid,
 )
+from reference.fem_outline import _inside as inside_polygon
 from scipy.special import j0, jn_zeros
 
 OUTLINES = {"disk": Ellipse(1.0), "ellipse": Ellipse(1.8, 0.3), "polygon": Polygon(IRREGULAR_POLYGON)}
@@ -94,6 +97,48 @@ def test_li_balance_is_exact_and_symmetric_case_is_symmetric():
     d = sym["d_nm"][1:]
     assert np.all(d > 30.0) and np.all(sym["d_x_nm"][1:] < 0)  # towards the arc at pi
     assert np.max(np.abs(sym["d_y_nm"])) < 1e-9
+
+
+def _half_plane_clip(vertices, normal, offset):
+    """Area and centroid of the polygon ``vertices`` (CCW) intersected with ``normal . x > offset``
+    (Sutherland-Hodgman)."""
+    out = []
+    for a, b in zip(vertices, np.roll(vertices, -1, axis=0)):
+        fa, fb = normal @ a - offset, normal @ b - offset
+        if fa > 0:
+            out.append(a)
+        if (fa > 0) != (fb > 0):
+            out.append(a + fa / (fa - fb) * (b - a))
+    v = np.array(out)
+    x, y = v[:, 0], v[:, 1]
+    cross = x * np.roll(y, -1) - np.roll(x, -1) * y
+    area = 0.5 * cross.sum()
+    centroid = np.array([((x + np.roll(x, -1)) * cross).sum(), ((y + np.roll(y, -1)) * cross).sum()]) / (6 * area)
+    return area, centroid
+
+
+@pytest.mark.parametrize("name", ["ellipse", "polygon"])
+def test_core_clipping_and_line_cut_are_exact_for_a_linear_field(name):
+    """A linear field is its own P1 interpolant: its superlevel set is the rim polygon cut by a straight line (area
+    and centroid to round-off against a direct polygon clip), and the line cut returns the field exactly inside and
+    NaN outside."""
+    mesh = build_mesh(OUTLINES[name], 1.2e-6, 80e-9)
+    normal = np.array([math.cos(0.7), math.sin(0.7)])
+    field = normal @ mesh.p / 1e-6  # theta = n . x / um
+    area, centroid = superlevel_centroid(mesh, field, 0.3)
+    exact_area, exact_centroid = _half_plane_clip(mesh.p[:, : mesh.n_rim].T, normal, 0.3e-6)
+    assert area == pytest.approx(exact_area, rel=1e-12)
+    np.testing.assert_allclose(centroid, exact_centroid, rtol=0, atol=1e-12 * 1.2e-6)
+    phi = 2.5
+    positions = np.linspace(-3e-6, 3e-6, 121)
+    cut = line_cut(mesh, field, phi, positions)
+    direction = np.array([math.cos(phi), math.sin(phi)])
+    expected = (normal @ (mesh.centroid[:, None] + direction[:, None] * positions)) / 1e-6
+    inside = np.isfinite(cut)
+    points = mesh.centroid[:, None] + direction[:, None] * positions
+    np.testing.assert_array_equal(inside, inside_polygon(points.T, mesh.p[:, : mesh.n_rim].T))
+    assert inside.sum() > 30 and not inside[0] and not inside[-1]
+    np.testing.assert_allclose(cut[inside], expected[inside], rtol=0, atol=1e-12)
 
 
 def _bessel_series(r_over_R, tau, q_over_D_R, n_terms=200):

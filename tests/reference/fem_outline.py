@@ -205,7 +205,8 @@ class OutlineMesh:
     area: float  # m^2 (the rim polygon's area)
     perimeter: float  # m
     centroid: np.ndarray  # (2,) area centroid, m
-    delaunay: Delaunay  # for point location (triangles outside the rim are not in ``t``)
+    delaunay: Delaunay  # for point location, in units of ``unit_m`` (triangles outside the rim are not in ``t``)
+    unit_m: float  # the length unit of ``delaunay`` (the outline's equivalent radius), m
     info: dict
 
 
@@ -264,7 +265,7 @@ def build_mesh(outline, radius_m=1.2e-6, spacing_m=40e-9) -> OutlineMesh:
         "max_angle_deg": float(angles.max()),
         "area_rel_err": float(area / (np.pi * radius_m**2) - 1.0),
     }
-    return OutlineMesh(mesh.p, mesh.t, n_rim, stiffness, lumped, area, perimeter, centroid, delaunay, info)
+    return OutlineMesh(mesh.p, mesh.t, n_rim, stiffness, lumped, area, perimeter, centroid, delaunay, radius_m, info)
 
 
 def _triangle_angles_deg(p, t):
@@ -340,9 +341,9 @@ def line_cut(mesh, theta, phi_rad, positions_m):
     outside the particle)."""
     x = np.asarray(positions_m, float)
     pts = mesh.centroid[None] + x[:, None] * np.array([np.cos(phi_rad), np.sin(phi_rad)])[None]
-    pts_unit = pts / np.sqrt(mesh.area / np.pi)
+    pts_unit = pts / mesh.unit_m
     simplex = mesh.delaunay.find_simplex(pts_unit)
-    inside = (simplex >= 0) & _inside(pts_unit, mesh.p[:, : mesh.n_rim].T / np.sqrt(mesh.area / np.pi))
+    inside = (simplex >= 0) & _inside(pts, mesh.p[:, : mesh.n_rim].T)
     transform = mesh.delaunay.transform[simplex]
     bary2 = np.einsum("nij,nj->ni", transform[:, :2], pts_unit - transform[:, 2])
     bary = np.column_stack((bary2, 1.0 - bary2.sum(axis=1)))
