@@ -24,7 +24,7 @@ import numpy as np
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
-from fluxsim.solver import Numerics
+from fluxsim.core.polar.solver import Numerics
 
 RATES = (50.0, 100.0, 200.0, 400.0)
 CAPACITIES = np.linspace(1.0, 20.0, 20)

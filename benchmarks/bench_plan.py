@@ -5,10 +5,10 @@
     .venv/bin/python benchmarks/bench_plan.py --measure        # also compile a batch of 4: estimate vs XLA
 
 What ``fluxsim`` does before it compiles anything: compose the config (hydra), validate it (``config.load``: every
-axis value and the pairwise corners through ``make_params``, :func:`fluxsim.config.representative_points`), take
-the devices and plan the job (:func:`fluxsim.sweep.plan`: memory and time estimates). Targets: under 10 s and under
+axis value and the pairwise corners through ``make_params``, :func:`fluxsim.app.config.representative_points`), take
+the devices and plan the job (``study.sweep.plan``: memory and time estimates). Targets: under 10 s and under
 1 GB peak resident memory (the process, JAX included). ``--measure`` compiles the batch program of 4 points and
-prints XLA's memory analysis beside the estimate :func:`fluxsim.sweep.point_bytes_estimate`.
+prints XLA's memory analysis beside the estimate :func:`fluxsim.study.sweep.point_bytes_estimate`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ def main() -> None:
 
     from app_support import compose_cfg
 
-    from fluxsim import cli, config, sweep
+    from fluxsim.app import cli, config
+    from fluxsim.study import sweep
 
     overrides = [
         f"numerics={args.numerics}", "sweep=single", "sweep.chunk_size=64", "surface.blocked_fraction=0.25",

@@ -22,8 +22,8 @@ import numpy as np
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge
-from fluxsim.solver import simulate
+from fluxsim.core.polar.solver import simulate
+from fluxsim.model.protocol import Charge
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 from app_support import CACHE_DIR, compose_cfg  # noqa: E402
 from jax._src.dispatch import BACKEND_COMPILE_EVENT  # noqa: E402
 
-from fluxsim import config, sweep  # noqa: E402
+from fluxsim.app import config  # noqa: E402
+from fluxsim.study import sweep
 
 COMPILES: list[float] = []
 

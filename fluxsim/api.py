@@ -6,7 +6,7 @@
 
 For gradients, build the parameter pytree once with :func:`make_params`, vary inputs with :func:`replace` (no
 validation, traceable), and differentiate :func:`fluxsim.simulate` composed with the functions of
-:mod:`fluxsim.outputs`.
+:mod:`fluxsim.core.outputs`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import math
 import jax
 import numpy as np
 
-from fluxsim import outputs
-from fluxsim.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
-from fluxsim.checks import check_range as _check_range
-from fluxsim.constants import Material
-from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
-from fluxsim.protocol import Charge, check_protocol
-from fluxsim.solver import Numerics, Params, Solution, simulate
-from fluxsim.solver import check_numerics as check_solver_numerics
-from fluxsim.surface import FilmResistance, FluxRatio, make_blocking
+from fluxsim.core import outputs
+from fluxsim.core.polar.solver import Numerics, Params, Solution, simulate
+from fluxsim.core.polar.solver import check_numerics as check_solver_numerics
+from fluxsim.model.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
+from fluxsim.model.checks import check_range as _check_range
+from fluxsim.model.constants import Material
+from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
+from fluxsim.model.protocol import Charge, check_protocol
+from fluxsim.model.surface import FilmResistance, FluxRatio, make_blocking
 
 #: Default initial occupancy with surface model B (its open-circuit potential diverges at theta = 1).
 THETA0_MODEL_B = 1.0 - 1e-4
@@ -47,7 +47,7 @@ def make_diffusivity(
     theta_dip=0.3,
     dip_width=0.05,
 ):
-    """Build a D(theta) law (see :mod:`fluxsim.diffusivity`) from physical inputs, with checks."""
+    """Build a D(theta) law (see :mod:`fluxsim.model.diffusivity`) from physical inputs, with checks."""
     if law == "power_law":
         _check_range("D_hi_m2_per_s", D_hi_m2_per_s, 0, None, lo_open=True)
         _check_range("theta_ref", theta_ref, 0, 1, True, True)
@@ -114,7 +114,7 @@ def make_params(
     density_kg_per_m3=4780.0,
     **diffusivity,
 ) -> Params:
-    """Build :class:`~fluxsim.solver.Params` from physical keyword arguments (units in the names).
+    """Build :class:`~fluxsim.model.params.Params` from physical keyword arguments (units in the names).
 
     Every input is checked against its allowed range before any compute (``ValueError`` naming the parameter).
     The README's input table documents every argument, its unit, default and range; ``diffusivity`` keywords are
@@ -263,7 +263,7 @@ def _replace_in(obj, values, location):
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Outputs of one simulation with physical units (a thin wrapper around :class:`~fluxsim.solver.Solution`).
+    """Outputs of one simulation with physical units (a thin wrapper around :class:`~fluxsim.core.solution.Solution`).
 
     Attributes:
         solution: the raw arrays (numpy).
@@ -301,7 +301,7 @@ class Result:
         return np.asarray(outputs.spread(self.solution))
 
     def series(self, name: str) -> np.ndarray:
-        """Any saved series of :class:`~fluxsim.solver.Solution` by name (e.g. ``"mean_theta"``)."""
+        """Any saved series of :class:`~fluxsim.core.solution.Solution` by name (e.g. ``"mean_theta"``)."""
         return np.asarray(getattr(self.solution, name))
 
     def at(self, name: str, times_s) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Inverse fitting: surface-blocking parameters from microscopy asymmetry measurements (issue 4).
 
 Given measured core offsets d(t) (and optionally the offset direction and the core area fraction) of one particle
-charged at several rates (:mod:`fluxsim.observations`), :func:`fit` finds the model inputs that minimise the weighted
+charged at several rates (:mod:`fluxsim.io.observations`), :func:`fit` finds the model inputs that minimise the weighted
 least-squares misfit
 
     chi2(p) = sum_i ((model_i(p) - data_i) / sigma_i) ** 2
@@ -32,8 +32,8 @@ with the covariance then scaled by the reduced chi2, as ``scipy.optimize.curve_f
   offset without changing |d|);
 * with a core fraction: (model fraction - measured fraction) / sigma_f.
 
-The model uses the *smooth* core metrics (:func:`fluxsim.metrics.smooth_core`), so the misfit is smooth in every
-input. After the model's core has vanished its offset is held at its last value.
+The model uses the *smooth* core metrics (:func:`~fluxsim.core.polar.metrics.smooth_core`), so the misfit is smooth
+in every input. After the model's core has vanished its offset is held at its last value.
 
 Performance (all rates of a particle in one vmapped batch, every solver call jit-compiled once per problem shape):
 
@@ -57,7 +57,8 @@ Performance (all rates of a particle in one vmapped batch, every solver call jit
 
 Example (notebook)::
 
-    from fluxsim import fit, observations
+    from fluxsim import fit
+    from fluxsim.io import observations
     obs = observations.read_csv("particle_A.csv")
     result = fit.fit(obs, ["eta", "arc_center_rad"], blocked_fraction=0.25)
     print(result)                       # table of estimates, standard errors, correlations, warnings
@@ -81,12 +82,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import fluxsim
-from fluxsim import checks, outputs
-from fluxsim import observations as obs_mod
+from fluxsim._version import __version__
 from fluxsim.api import make_params, replace
-from fluxsim.protocol import Charge
-from fluxsim.solver import Numerics, Params, simulate
+from fluxsim.core import outputs
+from fluxsim.core.polar.solver import Numerics, simulate
+from fluxsim.io import observations as obs_mod
+from fluxsim.model import checks
+from fluxsim.model.params import Params
+from fluxsim.model.protocol import Charge
 
 #: Static length [s] of the simulated window of every time-rescaled series (its value does not change results).
 CANONICAL_HORIZON_S = 1000.0
@@ -448,7 +451,7 @@ class FitResult:
         profile: chi2 along eta (``{"eta": [...], "chi2": [...], "mode": ...}``) or None.
         warnings: identifiability and convergence warnings.
         timings: ``compile_s`` (ahead-of-time compilations), ``run_s`` (everything else) and ``total_s``.
-        params: the fitted :class:`~fluxsim.solver.Params` (base inputs with the estimates).
+        params: the fitted :class:`~fluxsim.model.params.Params` (base inputs with the estimates).
         inputs: the fixed inputs of the model, for the report.
         observations: the data.
         curves: the model series at the optimum (numpy :class:`Curves`), ``(S, T)``.
@@ -490,7 +493,7 @@ class FitResult:
     def to_dict(self) -> dict:
         """The report as plain Python (what :meth:`to_json` writes)."""
         return _json_ready({
-            "fluxsim_version": fluxsim.__version__,
+            "fluxsim_version": __version__,
             "observations": self.observations.source,
             "particles": self.observations.particles,
             "rates_mA_per_g": self.observations.rates_mA_per_g,
@@ -577,7 +580,7 @@ class FitResult:
         if self.profile is not None:
             data_vars["profile_eta"] = var(("profile_point",), self.profile["eta"], "1", "eta along the profile")
             data_vars["profile_chi2"] = var(("profile_point",), self.profile["chi2"], "1", "chi2 along the profile")
-        attrs = {"fluxsim_version": fluxsim.__version__, "fit_report": self.to_json(indent=None),
+        attrs = {"fluxsim_version": __version__, "fit_report": self.to_json(indent=None),
                  "title": "fluxsim fit: data against the fitted model"}
         return xr.Dataset(data_vars, coords, attrs)
 
@@ -796,11 +799,11 @@ def fit(
     """Fit model inputs to the core-offset measurements of one particle.
 
     Args:
-        observations: :class:`~fluxsim.observations.Observations` of one particle, or a CSV path.
+        observations: :class:`~fluxsim.io.observations.Observations` of one particle, or a CSV path.
         params: the inputs to fit, any of ``eta``, ``blocked_fraction``, ``arc_center_rad``, ``D_hi_m2_per_s``,
             ``radius_m``, ``r_NMC_ohm_m2`` (model B); a comma-separated string is accepted.
         model: surface model ``"A"`` (default) or ``"B"``; taken from ``base`` when given.
-        base: the fixed inputs as :class:`~fluxsim.solver.Params` (from :func:`fluxsim.api.make_params`); default:
+        base: the fixed inputs as :class:`~fluxsim.model.params.Params` (from :func:`fluxsim.api.make_params`); default:
             ``make_params(surface_model=model, radius_m=<from the data>, **inputs)``.
         start: start values of fitted inputs (default: ``inputs``, else ``eta`` = 0.5 and the base's values).
         numerics: discretisation of the model (default :data:`DEFAULT_NUMERICS`).

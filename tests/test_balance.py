@@ -8,7 +8,7 @@ from helpers import batched, stack, unbatch
 
 import fluxsim
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge, Rest
+from fluxsim.model.protocol import Charge, Rest
 
 NUMERICS = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
 

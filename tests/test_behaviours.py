@@ -14,7 +14,7 @@ from helpers import batched, stack, unbatch
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge, Rest
+from fluxsim.model.protocol import Charge, Rest
 
 NUMERICS = fluxsim.Numerics(**COARSE)
 FIG4 = [(1.0, 0.0), (0.7, 0.25), (0.3, 0.25), (0.3, 0.5)]  # cases (a)-(d) at 100 mA/g

@@ -1,4 +1,4 @@
-"""fluxsim.catalogue agrees with every table that today states a fact about an input (issue 10).
+"""fluxsim.model.catalogue agrees with every table that today states a fact about an input (issue 10).
 
 Until validation, config, store attributes, fits and the README read the catalogue, these tests hold the scattered
 copies to it: the defaults of ``make_params`` / ``make_diffusivity`` and of the ``Params`` pytree classes, the config
@@ -23,8 +23,12 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fluxsim import api, catalogue, config, fit, images, solver
-from fluxsim.catalogue import CONSTANT, DIP, INPUTS, MODEL_A, MODEL_B, POWER_LAW, TABULATED
+from fluxsim import api, fit
+from fluxsim.app import config
+from fluxsim.core.polar import solver
+from fluxsim.imaging import images
+from fluxsim.model import catalogue
+from fluxsim.model.catalogue import CONSTANT, DIP, INPUTS, MODEL_A, MODEL_B, POWER_LAW, TABULATED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +39,7 @@ KNOWN = {
     # api.replace knows the dip width by its field name only.
     "replace:dip_width": "api.replace(params, dip_width=...) raises; _INPUT_LOCATION lists the field name 'width'",
 }
-#: Disagreements that issue 9's validation module (fluxsim/checks.py) removes: make_params checks no range for these,
+#: Disagreements that issue 9's validation module (model/checks.py) removes: make_params checks no range for these,
 #: so NaN (and +-inf) pass silently. Expected failures exactly while that module is absent.
 KNOWN_BEFORE_CHECKS = {
     "range:U0_V": "make_params does not check U0_V (README: finite)",
@@ -43,7 +47,7 @@ KNOWN_BEFORE_CHECKS = {
     "range:theta_dip": "make_params does not check theta_dip (NaN / inf accepted)",
     "range:voltage_cut_V": "make_params does not check voltage_cut_V (NaN accepted: the cut-off silently never fires)",
 }
-_HAVE_CHECKS = importlib.util.find_spec("fluxsim.checks") is not None
+_HAVE_CHECKS = importlib.util.find_spec("fluxsim.model.checks") is not None
 
 
 def _xfail_known(key):
@@ -89,7 +93,7 @@ def _models(entry):
 # ---------------------------------------------------------------------------------------------------------------
 def test_import_is_pure_python():
     """The catalogue imports only the standard library (no jax, numpy, hydra or xarray): every layer reads it."""
-    tree = ast.parse((ROOT / "fluxsim" / "catalogue.py").read_text())
+    tree = ast.parse((ROOT / "fluxsim" / "model" / "catalogue.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}

@@ -1,4 +1,4 @@
-"""conf/ and sweeps/ compose in every option, and fluxsim.config validates it into typed objects before any compute."""
+"""conf/ and sweeps/ compose in every option, and app.config validates it into typed objects before any compute."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 from app_support import CONF_DIR, TINY, compose_cfg, load_job
 from omegaconf import OmegaConf
 
-from fluxsim import config
 from fluxsim.api import make_diffusivity, make_params
-from fluxsim.protocol import Charge, Rest
+from fluxsim.app import config
+from fluxsim.model.protocol import Charge, Rest
 
 #: Config group -> its folder: the groups of conf/, and the preset studies of sweeps/ (group ``preset``).
 GROUP_DIRS = {p.name: p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"}
@@ -153,7 +153,7 @@ def test_hash_tracks_results_not_runtime():
 
 def test_shards_and_auto_chunks():
     """``sweep.shard`` picks a job's blocks but not its results: every shard has the study's hash (one folder, one
-    store); ``chunk_size: auto`` is resolved at run time (fluxsim.sweep.auto_chunk_size)."""
+    store); ``chunk_size: auto`` is resolved at run time (fluxsim.study.sweep.auto_chunk_size)."""
     job = load_job(["sweep=fig5b", "sweep.shard=1/3"])
     assert job.sweep.shard == (1, 3) and job.sweep.chunk_size == 4
     base = config.config_hash(compose_cfg([*TINY, "sweep=fig5b"]))

@@ -1,4 +1,4 @@
-"""Unit tests of the D(theta) laws of :mod:`fluxsim.diffusivity` and their Kirchhoff potentials.
+"""Unit tests of the D(theta) laws of :mod:`fluxsim.model.diffusivity` and their Kirchhoff potentials.
 
 Reference integrals come from ``scipy.integrate.quad`` (adaptive Gauss-Kronrod, ``epsrel = 1e-13``, breakpoints at
 the laws' kinks), independent of the closed forms / quadratures inside fluxsim.
@@ -24,7 +24,7 @@ import pytest
 from scipy.integrate import quad
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
+from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
 
 EPS = np.finfo(float).eps
 PANEL = 1.0 / 128  # the dip's fixed Gauss-Legendre panel width

@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fluxsim.metrics`: the Li-rich core (hard and smooth), the mean and the line cut.
+"""Unit tests of :mod:`fluxsim.core.polar.metrics`: the Li-rich core (hard and smooth), the mean and the line cut.
 
 Rounding model: the core moments are sums over ``ntri`` triangles of terms bounded by the triangle's area (times
 |x| <= 1), so their absolute rounding is below ``c ntri eps pi`` (we take c = 64); a centroid divides a moment by the
@@ -15,8 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim import metrics
-from fluxsim.geometry import PolarGrid
+from fluxsim.core.polar import metrics
+from fluxsim.core.polar.grid import PolarGrid
 
 EPS = np.finfo(float).eps
 GRID = PolarGrid(8, 32)

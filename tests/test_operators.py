@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fluxsim.operators`: the finite-volume Laplacian, face diffusivities and the implicit operator.
+"""Unit tests of the polar operators: finite-volume Laplacian, face diffusivities and the implicit operator.
 
 Unknowns are ordered ``[centre, ring 1 (nphi), ..., ring nr (nphi)]`` when a field is flattened into a vector
 ("centre-summed" layout: the centre's equation is the sum of row 0, as the docstrings' split convention implies).
@@ -23,9 +23,9 @@ import pytest
 from scipy.special import jv, jvp
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim.diffusivity import PowerLaw
-from fluxsim.geometry import PolarGrid
-from fluxsim.operators import face_diffusivity, factor_operator, net_inflow, solve_operator
+from fluxsim.core.polar.grid import PolarGrid
+from fluxsim.core.polar.operators import face_diffusivity, factor_operator, net_inflow, solve_operator
+from fluxsim.model.diffusivity import PowerLaw
 
 EPS = np.finfo(float).eps
 SMALL = PolarGrid(5, 12)

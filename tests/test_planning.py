@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from app_support import TINY, compose_cfg, load_job
 
-from fluxsim import cli, config, sweep
 from fluxsim.api import make_params
+from fluxsim.app import cli, config
+from fluxsim.study import sweep
 
 COMPILES: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(

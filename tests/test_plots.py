@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from app_support import load_job
 
-from fluxsim import plots, store, sweep
+from fluxsim.app import plots
+from fluxsim.io import store
+from fluxsim.study import sweep
 
 GRID = ["sweep=single", "+sweep.grid.eta=[0.3,0.65,1.0]", "+sweep.grid.blocked_fraction=[0.1,0.25,0.5]",
         "+sweep.grid.rate_mA_per_g=[100,400]", "sweep.chunk_size=6"]

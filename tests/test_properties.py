@@ -27,9 +27,10 @@ from app_support import CACHE_DIR, TINY, compose_cfg, load_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluxsim import config, sweep
 from fluxsim.api import make_params
-from fluxsim.protocol import step_fractions
+from fluxsim.app import config
+from fluxsim.model.protocol import step_fractions
+from fluxsim.study import sweep
 
 NPHI = 32  # numerics=tiny
 MIN_F = config.MIN_ARC_NODES / NPHI

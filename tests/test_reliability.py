@@ -33,8 +33,10 @@ import zarr
 from app_support import FLUXSIM, TEN_POINTS, TINY, load_job, printed_folder, run_fluxsim
 
 import fluxsim
-from fluxsim import config, store, sweep
-from fluxsim.cli import EXIT_POINTS_FAILED
+from fluxsim.app import config
+from fluxsim.app.cli import EXIT_POINTS_FAILED
+from fluxsim.io import store
+from fluxsim.study import sweep
 
 # ---------------------------------------------------------------------------------------------------------------
 # 1. Validation before compute

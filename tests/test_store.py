@@ -12,8 +12,9 @@ import pytest
 import xarray as xr
 from app_support import TEN_POINTS, load_job, run_python
 
-from fluxsim import store, sweep
-from fluxsim.cli import run_job
+from fluxsim.app.cli import run_job
+from fluxsim.io import store
+from fluxsim.study import sweep
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -121,8 +122,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 import os, signal, sys
 sys.path.insert(0, {TESTS!r})
 from app_support import load_job
-from fluxsim import store
-from fluxsim.cli import run_job
+from fluxsim.io import store
+from fluxsim.app.cli import run_job
 
 job = load_job({[*overrides, f"output.store={killed}"]!r})
 original, writes = store.StoreWriter._write, []
@@ -206,7 +207,8 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from app_support import load_job
 from test_store import _block_outputs
-from fluxsim import store, sweep
+from fluxsim.io import store
+from fluxsim.study import sweep
 job = load_job({overrides!r} + ["sweep.shard={i}/2"])
 Path({ready!r}, "{i}").touch()
 while len(list(Path({ready!r}).iterdir())) < 2:  # barrier: both create at the same moment

@@ -22,7 +22,9 @@ import zarr
 from app_support import FLUXSIM, TEN_POINTS, TINY, load_job, printed_folder, run_fluxsim
 from test_store import _block_outputs
 
-from fluxsim import cli, store, sweep
+from fluxsim.app import cli
+from fluxsim.io import store
+from fluxsim.study import sweep
 
 NO_PLOTS = [*TINY, "output.plots=false"]
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from app_support import CACHE_DIR, TEN_POINTS, load_job, run_python
 
-from fluxsim import sweep
 from fluxsim.api import make_params
+from fluxsim.study import sweep
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -87,7 +87,7 @@ def test_sharded_over_four_devices_equals_single_device(tmp_path):
 import sys, numpy as np, jax
 sys.path.insert(0, {TESTS!r})
 from app_support import load_job, TEN_POINTS, CACHE_DIR
-from fluxsim import sweep
+from fluxsim.study import sweep
 assert len(jax.local_devices()) == 4, jax.local_devices()
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 job = load_job([f"sweep.points={{TEN_POINTS}}"])
@@ -208,8 +208,8 @@ def test_auto_chunk_size_from_xla_memory_analysis(tmp_path):
     """``sweep.chunk_size: auto`` on the real compiled solver (tiny numerics, the four Fig. 4 cases): the probe's
     XLA memory analysis gives the footprint per simulation, the chunk is the largest that fits (here all 4 points),
     the compiled batch fits the budget, and a job joining an existing store adopts its chunking."""
-    from fluxsim import store
-    from fluxsim.cli import resolve_chunk_size
+    from fluxsim.app.cli import resolve_chunk_size
+    from fluxsim.io import store
 
     jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     devs = jax.local_devices()[:1]

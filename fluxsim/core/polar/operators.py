@@ -14,7 +14,7 @@ of D over the occupancy interval between its two nodes. That face-mean linearisa
 ``L diag(D)``, is what keeps the scheme stable for the degenerate diffusivity. A node ahead of the front (D ~ 0)
 would be advanced explicitly by the nodal Jacobian and overshoot; with face means it is damped by its neighbours'
 diffusivity. The matrix is symmetric (apart from model B's rank-one term) and strictly diagonally dominant. It is
-solved exactly by :mod:`fluxsim.blocksolve`, because approximate factorisations (ADI/AMF) proved unstable for the
+solved exactly by :mod:`~.blocksolve`, because approximate factorisations (ADI/AMF) proved unstable for the
 degenerate front near the polar centre, where the azimuthal coupling is very stiff.
 
 Model B's surface Jacobian is ``diag(e) - omega e^T``. Its rank-one part keeps the total current fixed, so the exact
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from fluxsim import blocksolve
-from fluxsim.geometry import PolarGrid
+from fluxsim.core.polar import blocksolve
+from fluxsim.core.polar.grid import PolarGrid
 
 
 def net_inflow(grid: PolarGrid, potential, face_coefficients=None):

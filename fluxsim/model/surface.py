@@ -22,8 +22,8 @@ import math
 
 import jax.numpy as jnp
 
-from fluxsim._pytree import pytree_dataclass, static_field
-from fluxsim.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
+from fluxsim.model._pytree import pytree_dataclass, static_field
+from fluxsim.model.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
 
 TWO_PI = 2.0 * math.pi
 

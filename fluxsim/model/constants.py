@@ -6,7 +6,7 @@ NMC811 lattice (Jousseaume et al., EES 2024).
 
 from __future__ import annotations
 
-from fluxsim._pytree import pytree_dataclass
+from fluxsim.model._pytree import pytree_dataclass
 
 FARADAY_C_PER_MOL = 96485.33212
 GAS_CONSTANT_J_PER_MOL_K = 8.314462618

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from fluxsim.config import POINT_DIM
-from fluxsim.store import PHI, SNAPSHOT_TIME, TIME, R, stored_config
+from fluxsim.app.config import POINT_DIM
+from fluxsim.io.store import PHI, SNAPSHOT_TIME, TIME, R, stored_config
 
 log = logging.getLogger(__name__)
 

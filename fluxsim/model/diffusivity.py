@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim._pytree import pytree_dataclass
+from fluxsim.model._pytree import pytree_dataclass
 
 
 def _safe_pow(x, p):

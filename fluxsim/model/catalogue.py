@@ -2,7 +2,7 @@
 
 For each keyword of :func:`fluxsim.api.make_params` an :class:`Input` records its unit (UDUNITS), long name, default,
 allowed range (open or closed ends, and whether ``inf`` is a value), where it lives in the
-:class:`~fluxsim.solver.Params` pytree, its hydra config key, its fit transform (if it can be fitted) and the law or
+:class:`~.params.Params` pytree, its hydra config key, its fit transform (if it can be fitted) and the law or
 surface model it belongs to. The equations behind the inputs are in docs/model.md (sections 1-6, assumptions in
 section 9).
 
@@ -111,7 +111,7 @@ class Input:
         default: the default value (model A's where the surface model changes it).
         range: allowed values of a scalar (elementwise for an array; model A's where the model changes it).
         config_key: the hydra config key, ``group.key``.
-        params_path: where the value lives in :class:`~fluxsim.solver.Params` (``"blocking.eta"``), or how it shows
+        params_path: where the value lives in :class:`~.params.Params` (``"blocking.eta"``), or how it shows
             there for a structural choice (``"type(kinetics)"``). Inputs of the base law sit in
             ``diffusivity.base.*`` when the low-theta dip is on.
         traced: the value is a pytree leaf (``fluxsim.api.replace`` can vary it inside ``jit`` / ``grad``).

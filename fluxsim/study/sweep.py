@@ -1,8 +1,8 @@
-"""Parameter studies: stacked :class:`~fluxsim.solver.Params`, one compiled vmapped solver, chunks streamed to a store.
+"""Parameter studies: stacked :class:`~fluxsim.Params`, one compiled vmapped solver, chunks streamed to a store.
 
 The pattern (style.md section 10, "numbers -> vmap axis inside one job"):
 
-1. every point was validated up front (:mod:`fluxsim.config`, per axis); its ``Params`` is built by
+1. every point was validated up front (:mod:`fluxsim.app.config`, per axis); its ``Params`` is built by
    :func:`fluxsim.api.make_params` when its block runs, so memory stays flat in the number of points;
 2. the points are cut into blocks of the sweep grid (:func:`blocks`), each computed as one batch of fixed size
    ``batch_size`` (the last blocks padded with copies of a real point, so nothing recompiles) and written as one
@@ -24,7 +24,7 @@ Three more pieces serve large studies:
 * :func:`plan`: memory and time estimates from the config alone, before anything is compiled;
 * ``sweep.shard: i/n`` (:func:`shard_blocks`): job ``i`` of ``n`` computes blocks ``i, i + n, i + 2n, ...`` of the
   grid; the blocks are disjoint zarr chunks, so ``n`` jobs (hydra multirun, SLURM array) fill one shared store
-  (:class:`fluxsim.store.StoreWriter` makes its creation safe against concurrent creators).
+  (:class:`fluxsim.io.store.StoreWriter` makes its creation safe against concurrent creators).
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from fluxsim import outputs
-from fluxsim.solver import Numerics, Params, Solution, simulate
+from fluxsim.core import outputs
+from fluxsim.core.polar.solver import Numerics, Params, Solution, simulate
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Extraction:
 
 
 def point_outputs(solution: Solution, params: Params, spec: Extraction) -> dict[str, jax.Array]:
-    """Everything stored for one simulation (pure and vmappable; names match :mod:`fluxsim.store`)."""
+    """Everything stored for one simulation (pure and vmappable; names match :mod:`fluxsim.io.store`)."""
     times = jnp.asarray(spec.times_s, solution.t_s.dtype)
 
     def resample(series):
@@ -216,7 +216,7 @@ def compile_runner(
 
     Args:
         example: one point's ``Params`` (fixes the static structure and leaf shapes).
-        protocol, numerics, snapshot_times_s: static inputs of :func:`fluxsim.solver.simulate`.
+        protocol, numerics, snapshot_times_s: static inputs of :func:`fluxsim.core.polar.solver.simulate`.
         spec: what to extract per point.
         size: batch size (a multiple of the device count).
         devs: devices to shard over (default: all local devices).
@@ -364,7 +364,7 @@ def run_blocks(
 
 
 def extraction_for(job) -> Extraction:
-    """The :class:`Extraction` of a :class:`fluxsim.config.JobConfig`."""
+    """The :class:`Extraction` of a :class:`fluxsim.study.spec.JobConfig`."""
     return Extraction(
         times_s=tuple(float(t) for t in job.output.times_s),
         core_fraction_levels=job.output.core_fraction_levels,
@@ -516,7 +516,7 @@ def auto_chunk_size(
 # Planning: memory and time before any compile
 # ---------------------------------------------------------------------------------------------------------------
 #: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_NODE x (nr + 1) x nphi +
-#: TEMP_FLOATS_PER_BLOCK_ENTRY x nphi x nr**2`` (the dense ray blocks of :mod:`fluxsim.blocksolve`). Fitted to XLA's
+#: TEMP_FLOATS_PER_BLOCK_ENTRY x nphi x nr**2`` (the dense ray blocks of ``core.polar.blocksolve``). Fitted to XLA's
 #: memory analysis of the CPU batch program at 8 x 32 and 32 x 128 (exact there; 13 % high at 16 x 64);
 #: benchmarks/bench_plan.py prints the estimate beside the measurement.
 TEMP_FLOATS_PER_NODE = 212

@@ -1,6 +1,6 @@
 """Observables of one occupancy field: what operando optical microscopy measures (physics.md section 6).
 
-All functions take a nodal field ``theta`` in the ``(nr + 1, nphi)`` layout of :class:`fluxsim.geometry.PolarGrid`
+All functions take a nodal field ``theta`` in the ``(nr + 1, nphi)`` layout of :class:`~.grid.PolarGrid`
 and are pure, jit- and vmap-friendly, and differentiable. Lengths are nondimensional (fractions of R).
 
 The Li-rich core is the region where the *piecewise-linear (P1) interpolant* of the nodal field exceeds
@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim.geometry import PolarGrid
+from fluxsim.core.polar.grid import PolarGrid
 
 
 class CoreGeometry(NamedTuple):
@@ -104,7 +104,7 @@ def _core_moments(grid: PolarGrid, theta, thresholds):
 
 def _centroid(grid, area, mx, my):
     # Without a core the centroid is reported as 0 (not NaN): NaN in a series poisons reverse-mode gradients of
-    # everything computed from it (0 * NaN = NaN). Presence is ``fraction > 0``; fluxsim.outputs turns absent offsets
+    # everything computed from it (0 * NaN = NaN). Presence is ``fraction > 0``; core.outputs turns absent offsets
     # into NaN behind gradient-safe guards.
     present = area > 0
     safe = jnp.where(present, area, 1.0)
