@@ -148,14 +148,21 @@ def _code_spans(text: str) -> list[str]:
     return re.findall(r"(?<!`)`([^`\n]+)`(?!`)", text)
 
 
+def _is_message(line: str) -> bool:
+    """A line the program prints (``fluxsim fit: error ...``, ``fluxsim: ...``), not a command."""
+    words = line.split(maxsplit=2)
+    return any(word.endswith(":") for word in words[:2])
+
+
 def command_lines() -> list[tuple[str, str]]:
-    """(where, command line, in a fenced block) of every ``fluxsim`` command in the docs' blocks and code spans."""
+    """(where, command line, in a fenced block) of every ``fluxsim`` command in the docs' blocks and code spans;
+    lines the program prints (:func:`_is_message`) are not commands."""
     found = []
     for path in DOCS:
         blocks = fenced_blocks(path)
         for block in blocks:
             for span in _code_spans(block.before):
-                if span.startswith("fluxsim "):
+                if span.startswith("fluxsim ") and not _is_message(span):
                     found.append((f"{path.name} (inline, before line {block.line})", span, False))
             if block.lang == "python":
                 continue
@@ -163,7 +170,7 @@ def command_lines() -> list[tuple[str, str]]:
             for offset, line in enumerate(joined.splitlines(), start=1):
                 line = line.strip()
                 for prefix in (".venv/bin/fluxsim ", "fluxsim "):
-                    if line.startswith(prefix):
+                    if line.startswith(prefix) and not _is_message(line):
                         found.append((f"{path.name}:{block.line + offset}", "fluxsim " + line[len(prefix):], True))
     return found
 
