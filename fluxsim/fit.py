@@ -87,7 +87,7 @@ from fluxsim.api import make_params, replace
 from fluxsim.core import outputs
 from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.io import observations as obs_mod
-from fluxsim.model import checks
+from fluxsim.model import catalogue, checks
 from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge
 
@@ -119,31 +119,13 @@ class IdentifiabilityWarning(UserWarning):
     """The data cannot determine a fitted parameter (near-singular Gauss-Newton Hessian or huge standard error)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Fittable:
-    """A fittable input: its unit, transform and multi-start sample range."""
-
-    unit: str
-    transform: str  # "logit" | "log" | "identity"
-    sample: tuple[float, float]
-    relative_sample: bool = False  # sample range is relative to the start value
-    default_start: float | None = None  # None: the base parameters' value
-
-
-FITTABLE: dict[str, Fittable] = {
-    "eta": Fittable("1", "logit", (0.05, 0.95), default_start=0.5),
-    "blocked_fraction": Fittable("1", "logit", (0.05, 0.6)),
-    "arc_center_rad": Fittable("rad", "identity", (0.0, 2 * math.pi)),
-    "D_hi_m2_per_s": Fittable("m2 s-1", "log", (0.3, 3.0), relative_sample=True),
-    "radius_m": Fittable("m", "log", (0.8, 1.25), relative_sample=True),
-    "r_NMC_ohm_m2": Fittable("Ohm m2", "log", (0.02, 0.1)),
-}
+#: The inputs that can be fitted, with their unit and transform (:class:`fluxsim.model.catalogue.Fit`).
+FITTABLE = catalogue.FITTABLE
 
 
 def _transform(name: str, model: str) -> str:
-    if name == "eta" and model == "B":
-        return "log"  # model B allows eta > 1 (a better-conducting film)
-    return FITTABLE[name].transform
+    """``"logit"``, ``"log"`` or ``"identity"``: the catalogue's, under surface model ``model``."""
+    return FITTABLE[name].fit.transform_for(model)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -860,8 +842,8 @@ def fit(
         for n in names:
             if n in kwargs:
                 start.setdefault(n, kwargs[n])
-            elif FITTABLE[n].default_start is not None:
-                kwargs[n] = FITTABLE[n].default_start
+            elif FITTABLE[n].fit.default_start is not None:
+                kwargs[n] = FITTABLE[n].fit.default_start
         radius = observations.radius_m.get(particle)
         if radius is not None and "radius_m" not in kwargs:
             kwargs["radius_m"] = radius
@@ -927,10 +909,10 @@ def fit(
     for row in sample:
         values = {}
         for j, n in enumerate(names):
-            lo, hi = FITTABLE[n].sample
+            lo, hi = FITTABLE[n].fit.sample
             if n == "eta" and model == "B":
                 lo, hi = 0.05, 1.0
-            if FITTABLE[n].relative_sample:
+            if FITTABLE[n].fit.relative_sample:
                 values[n] = start[n] * math.exp(math.log(lo) + row[j] * (math.log(hi) - math.log(lo)))
             elif transforms[j] == "log":
                 values[n] = math.exp(math.log(lo) + row[j] * (math.log(hi) - math.log(lo)))

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fluxsim.api import make_params
 from fluxsim.core.polar.solver import Numerics, check_numerics
-from fluxsim.model import checks
+from fluxsim.model import catalogue, checks
 from fluxsim.model.checks import MIN_ARC_NODES, MIN_SAVES_PER_STEP  # noqa: F401  (re-exported: the resolution limits)
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.protocol import Charge, Discharge, Rest, check_protocol
@@ -43,60 +43,17 @@ from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
     block_shape,
 )
 
-#: Scalar inputs of ``make_params`` (sweepable), with UDUNITS units and a long name.
-INPUTS: dict[str, tuple[str, str]] = {
-    "radius_m": ("m", "particle radius"),
-    "rate_mA_per_g": ("mA g-1", "specific current"),
-    "eta": ("1", "flux ratio on the blocked arc (j_RSL / j_NMC)"),
-    "blocked_fraction": ("1", "blocked fraction of the perimeter"),
-    "arc_center_rad": ("rad", "centre angle of the blocked arc"),
-    "theta0": ("1", "initial Li occupancy"),
-    "theta_cut": ("1", "surface occupancy at the charge cut-off"),
-    "theta_upper": ("1", "surface occupancy at the discharge cut-off"),
-    "theta_core": ("1", "occupancy threshold of the Li-rich core"),
-    "core_smoothing": ("1", "sigmoid width of the smooth core metrics"),
-    "molar_mass_g_per_mol": ("g mol-1", "molar mass"),
-    "density_kg_per_m3": ("kg m-3", "density"),
-    "D_hi_m2_per_s": ("m2 s-1", "plateau diffusivity"),
-    "theta_ref": ("1", "occupancy where the diffusivity plateau starts"),
-    "exponent": ("1", "power-law exponent of the diffusivity"),
-    "D_floor_m2_per_s": ("m2 s-1", "diffusivity floor"),
-    "D_m2_per_s": ("m2 s-1", "constant diffusivity"),
-    "D_low_m2_per_s": ("m2 s-1", "diffusivity at the bottom of the low-theta dip"),
-    "theta_dip": ("1", "centre of the low-theta dip"),
-    "dip_width": ("1", "width of the low-theta dip"),
-    "r_NMC_ohm_m2": ("ohm m2", "film resistance of the open surface"),
-    "U0_V": ("V", "open-circuit potential at half occupancy"),
-    "k_V": ("V", "open-circuit potential slope term"),
-    "temperature_K": ("K", "temperature"),
-    "voltage_cut_V": ("V", "upper cut-off voltage"),
-}
+#: Scalar inputs of ``make_params`` (sweepable) -> (UDUNITS unit, long name): the catalogue's.
+INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.INPUTS[n].unit, catalogue.INPUTS[n].long_name)
+                                      for n in catalogue.SWEEPABLE}
 
-#: Config key (group.key) -> make_params keyword, for every physical input.
-CONFIG_INPUTS: dict[str, str] = {
-    "geometry.radius_m": "radius_m",
-    "material.molar_mass_g_per_mol": "molar_mass_g_per_mol",
-    "material.density_kg_per_m3": "density_kg_per_m3",
-    "diffusivity.law": "diffusivity",
-    **{f"diffusivity.{k}": k for k in (
-        "D_hi_m2_per_s", "theta_ref", "exponent", "D_floor_m2_per_s", "D_m2_per_s", "table_theta",
-        "table_D_m2_per_s", "low_theta_dip", "D_low_m2_per_s", "theta_dip", "dip_width")},
-    "surface.model": "surface_model",
-    **{f"surface.{k}": k for k in (
-        "eta", "blocked_fraction", "arc_center_rad", "extra_arcs", "eta_profile", "flux_normalisation",
-        "r_NMC_ohm_m2", "U0_V", "k_V", "temperature_K", "voltage_cut_V")},
-    **{f"protocol.{k}": k for k in ("rate_mA_per_g", "theta0", "theta_cut", "theta_upper")},
-    "output.theta_core": "theta_core",
-    "output.core_smoothing": "core_smoothing",
-}
+#: Config key (group.key) -> make_params keyword, for every physical input: the catalogue's.
+CONFIG_INPUTS: dict[str, str] = catalogue.BY_CONFIG_KEY
 
-_LAW_INPUTS = {
-    "power_law": {"D_hi_m2_per_s", "theta_ref", "exponent", "D_floor_m2_per_s"},
-    "constant": {"D_m2_per_s"},
-    "tabulated": set(),
-}
-_DIP_INPUTS = {"D_low_m2_per_s", "theta_dip", "dip_width"}
-_MODEL_B_INPUTS = {"r_NMC_ohm_m2", "U0_V", "k_V", "temperature_K", "voltage_cut_V"}
+#: The inputs of each D law, of the low-theta dip and of surface model B (an input of another law / model is refused).
+_LAW_INPUTS = {law: set(catalogue.applying_to(f"diffusivity {law}")) for law in catalogue.DIFFUSIVITY_LAWS}
+_DIP_INPUTS = set(catalogue.applying_to(catalogue.DIP))
+_MODEL_B_INPUTS = set(catalogue.applying_to(catalogue.MODEL_B))
 _ALL_LAW_INPUTS = set().union(*_LAW_INPUTS.values())
 
 #: Parts of the config that do not change results: left out of the hash that names the run folder and guards
@@ -472,15 +429,18 @@ def _max_duration_s(inputs: Mapping, protocol):
     Elementwise: ``inputs`` may hold arrays that broadcast against each other (:func:`_broadcast_inputs`), which
     bounds every point of a grid at once.
     """
-    q_th = FARADAY_C_PER_MOL / (3.6 * np.asarray(inputs.get("molar_mass_g_per_mol", 97.46), float))
-    theta0 = np.asarray(inputs.get("theta0", 1.0), float)
-    theta_cut, theta_upper = inputs.get("theta_cut", 0.2), inputs.get("theta_upper", 0.99)
+    def given(name):
+        return inputs.get(name, catalogue.default(name))
+
+    q_th = FARADAY_C_PER_MOL / (3.6 * np.asarray(given("molar_mass_g_per_mol"), float))
+    theta0 = np.asarray(given("theta0"), float)
+    theta_cut, theta_upper = given("theta_cut"), given("theta_upper")
     total = 0.0
     for step in protocol:
         if step.kind == "rest":
             total = total + step.duration_s
             continue
-        rate = step.rate_mA_per_g or inputs.get("rate_mA_per_g", 100.0)
+        rate = step.rate_mA_per_g or given("rate_mA_per_g")
         span = (np.maximum(theta0, theta_upper) - theta_cut) if step.kind == "charge" else (theta_upper - theta_cut)
         bound = span * 3600.0 * q_th / rate if step.until_cutoff else math.inf
         total = total + np.minimum(step.max_duration_s, bound)

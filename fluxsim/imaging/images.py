@@ -38,12 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from fluxsim.io import observations as obs_mod
+from fluxsim.model.catalogue import DEFAULTS
 
 #: Differential intensity below which a pixel counts as unreacted (Li-rich), as in Lun et al. 2025, Fig. 5d.
 DEFAULT_THRESHOLD = 0.05
 
 
-def matched_gain(theta_core: float = 0.97, theta0: float = 1.0, threshold: float = DEFAULT_THRESHOLD) -> float:
+def matched_gain(theta_core: float = DEFAULTS["theta_core"], theta0: float = DEFAULTS["theta0"],
+                 threshold: float = DEFAULT_THRESHOLD) -> float:
     """Gain of :func:`linear_intensity` for which ``dI < threshold`` is the same region as ``theta > theta_core``."""
     if not theta0 > theta_core:
         raise ValueError(f"theta0 ({theta0}) must exceed theta_core ({theta_core})")
@@ -226,7 +228,7 @@ def simulate_snapshots(params, rates_mA_per_g: Sequence[float], capacities_mAh_p
     return snaps, cap[None, :] * 3600.0 / rates[:, None]
 
 
-def hard_offsets(snapshots: np.ndarray, radius_m: float, theta_core: float = 0.97):
+def hard_offsets(snapshots: np.ndarray, radius_m: float, theta_core: float = DEFAULTS["theta_core"]):
     """The simulation's own hard core metric (:func:`fluxsim.core.polar.metrics.core`) of each snapshot: ``(x_nm, y_nm,
     fraction)`` arrays of the snapshots' leading shape."""
     import jax

@@ -760,6 +760,22 @@ def stored_config(ds: xr.Dataset) -> dict:
     return load_yaml(ds.attrs["config"])
 
 
+def stored_input(ds: xr.Dataset, name: str):
+    """An input as the stored config sets it (at its catalogue config key), else the catalogue default."""
+    node = stored_config(ds)
+    for part in INPUTS[name].config_key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return INPUTS[name].default if node is None else node
+
+
+def case_input(ds: xr.Dataset, sel: dict, name: str):
+    """An input of one case of a store: its sweep coordinate, else :func:`stored_input`."""
+    point = ds[DONE].isel(sel)
+    if name in point.coords:
+        return float(point.coords[name])
+    return stored_input(ds, name)
+
+
 def summary(ds: xr.Dataset) -> str:
     """A one-paragraph summary of a store (dims, progress, failures)."""
     done = int(ds[DONE].sum())

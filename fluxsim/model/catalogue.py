@@ -253,7 +253,7 @@ _ENTRIES = (
           "type(diffusivity)", False, assumed=True, note="True: the law is wrapped in LowThetaDip"),
     Input("D_low_m2_per_s", "m2 s-1", "diffusivity at the bottom of the low-theta dip", "scalar", 1e-15, _POSITIVE,
           "diffusivity.D_low_m2_per_s", "diffusivity.D_low_m2_per_s", True, applies=DIP, assumed=True),
-    Input("theta_dip", "1", "centre of the low-theta dip", "scalar", 0.3, _FINITE, "diffusivity.theta_dip",
+    Input("theta_dip", "1", "centre of the low-theta dip", "scalar", 0.3, _UNIT_OPEN, "diffusivity.theta_dip",
           "diffusivity.theta_dip", True, applies=DIP, assumed=True),
     Input("dip_width", "1", "width of the low-theta dip", "scalar", 0.05, _POSITIVE, "diffusivity.dip_width",
           "diffusivity.width", True, applies=DIP, assumed=True),
@@ -270,6 +270,15 @@ SWEEPABLE: tuple[str, ...] = tuple(entry.name for entry in _ENTRIES if entry.swe
 
 #: The inputs that can be fitted.
 FITTABLE: dict[str, Input] = {entry.name: entry for entry in _ENTRIES if entry.fit is not None}
+
+
+#: Every input's default (model A's where the surface model changes it), for signatures.
+DEFAULTS: dict[str, Any] = {entry.name: entry.default for entry in _ENTRIES}
+
+
+def default(name: str) -> Any:
+    """The default of input ``name`` (model A's where the surface model changes it): the one place it is written."""
+    return INPUTS[name].default
 
 
 def applying_to(applies: str) -> tuple[str, ...]:

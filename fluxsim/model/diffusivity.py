@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluxsim.model._pytree import pytree_dataclass
+from fluxsim.model.catalogue import default
 
 
 def _safe_pow(x, p):
@@ -46,10 +47,10 @@ class PowerLaw:
         D_floor_m2_per_s: floor at full lithiation [m2 s-1], default 1e-20 (must be > 0).
     """
 
-    D_hi_m2_per_s: float = 1e-14
-    theta_ref: float = 0.80
-    exponent: float = 3.0
-    D_floor_m2_per_s: float = 1e-20
+    D_hi_m2_per_s: float = default("D_hi_m2_per_s")
+    theta_ref: float = default("theta_ref")
+    exponent: float = default("exponent")
+    D_floor_m2_per_s: float = default("D_floor_m2_per_s")
 
     def __call__(self, theta):
         x = jnp.clip(1.0 - theta, 0.0, None) / (1.0 - self.theta_ref)
@@ -74,7 +75,7 @@ class PowerLaw:
 class ConstantDiffusivity:
     """Constant D [m2 s-1] (negative control: no sharp Li-rich core; also the analytic Bessel-series case)."""
 
-    D_m2_per_s: float = 1e-14
+    D_m2_per_s: float = default("D_m2_per_s")
 
     def __call__(self, theta):
         return jnp.full_like(theta, self.D_m2_per_s) if hasattr(theta, "shape") else self.D_m2_per_s
@@ -153,9 +154,9 @@ class LowThetaDip:
     """
 
     base: PowerLaw
-    D_low_m2_per_s: float = 1e-15
-    theta_dip: float = 0.3
-    width: float = 0.05
+    D_low_m2_per_s: float = default("D_low_m2_per_s")
+    theta_dip: float = default("theta_dip")
+    width: float = default("dip_width")
 
     def __call__(self, theta):
         s = jax.nn.sigmoid((self.theta_dip - theta) / self.width)
