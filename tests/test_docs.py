@@ -43,7 +43,7 @@ import yaml
 from app_support import CACHE_DIR, REPO, compose_cfg, run_python
 
 import fluxsim
-from fluxsim.app import config
+from fluxsim.app import config, hydra_glue
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SLOW_MARKER = "<!-- doctest: slow -->"
@@ -298,7 +298,7 @@ def test_documented_run_folder_is_the_default_jobs_folder():
     """docs/cli.md shows the folder ``fluxsim`` prints for the default job: its hash is today's config hash."""
     text = (REPO / "docs" / "cli.md").read_text()
     shown = set(re.findall(r"outputs/fig4/([0-9a-f]{12})/", text))
-    assert shown == {config.config_hash(compose_cfg([]))}
+    assert shown == {hydra_glue.config_hash(compose_cfg([]))}
 
 
 #: A documented refusal: an inline override, an arrow and the quoted message (`surface.eta=abc` → "...").

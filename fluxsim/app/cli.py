@@ -33,13 +33,14 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from fluxsim.app import config as config_mod
+from fluxsim.app import hydra_glue
 
 log = logging.getLogger("fluxsim")
 
-config_mod.register_resolvers()
+hydra_glue.register_resolvers()
 
 #: ``conf/`` of the checkout (absolute: hydra would read a relative path as a Python package under fluxsim).
-CONFIG_DIR = str(config_mod.CONF_DIR)
+CONFIG_DIR = str(hydra_glue.CONF_DIR)
 
 
 #: ``runtime.platform`` values and the ``Device.platform`` they give (JAX reports CUDA and ROCm devices as gpu).
@@ -95,53 +96,15 @@ def _overridden_by_sweep(job: config_mod.JobConfig, overrides: list[str]) -> lis
     return hits
 
 
-def _compile_at(job: config_mod.JobConfig, devs):
-    from fluxsim.study import sweep as sweep_mod
-
-    def compile_at(size: int):
-        log.info("compiling the vmapped solver: batch %d on %d device(s) %s, nr=%d nphi=%d n_steps=%d", size,
-                 len(devs), [str(d) for d in devs], job.numerics.nr, job.numerics.nphi, job.numerics.n_steps)
-        runner = sweep_mod.compile_runner(
-            job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, sweep_mod.extraction_for(job),
-            size=size, devs=devs,
-        )
-        log.info("compiled in %.1f s", runner.compile_s)
-        return runner
-
-    return compile_at
-
-
-def _batch_for(sweep: config_mod.SweepSpec, n_devices: int, chunk_size: int) -> int:
-    """Compiled batch size of a chunk size: its largest block, rounded up to the device count."""
-    from fluxsim.study import sweep as sweep_mod
-
-    chunk_shape = config_mod.block_shape(sweep.shape, chunk_size)
-    largest = max(len(b.flat) for b in sweep_mod.blocks(sweep.shape, chunk_shape))
-    return sweep_mod.batch_size(largest, n_devices)
-
-
 def resolve_chunk_size(job: config_mod.JobConfig, store_path: Path, devs) -> config_mod.JobConfig:
-    """Resolve ``sweep.chunk_size: auto``: adopt an existing store's chunking, else derive it from the memory budget
-    (:func:`fluxsim.study.sweep.auto_chunk_size`). Jobs with a number are returned unchanged."""
+    """Resolve ``sweep.chunk_size: auto`` (:func:`fluxsim.study.plan.resolve_chunk_size`): an existing store at
+    ``store_path`` keeps its chunking, else the memory budget decides. Jobs with a number are returned unchanged."""
     from fluxsim.io import store as store_mod
-    from fluxsim.study import sweep as sweep_mod
+    from fluxsim.study import batch as batch_mod
+    from fluxsim.study import plan as plan_mod
 
-    if job.sweep.chunk_size is not None:
-        return job
-    existing = store_mod.existing_chunk_shape(store_path, job)
-    if existing is not None:
-        log.info("chunk_size auto: adopting the chunking of the existing store, blocks of %s", list(existing))
-        return job.with_sweep(job.sweep.with_chunk_shape(existing))
-    budget = sweep_mod.budget_bytes(job.runtime, devs)
-    try:
-        choice = sweep_mod.auto_chunk_size(
-            _compile_at(job, devs), lambda c: _batch_for(job.sweep, len(devs), c),
-            budget_bytes=budget, n_devices=len(devs), n_points=job.sweep.size,
-        )
-    except ValueError as err:
-        raise config_mod.ConfigError(f"sweep.chunk_size=auto: {err}") from None
-    log.info("%s", choice.describe())
-    return job.with_sweep(job.sweep.with_chunk_size(choice.chunk_size))
+    return plan_mod.resolve_chunk_size(job, devs, lambda: store_mod.existing_chunk_shape(store_path, job),
+                                       batch_mod.compile_at(job, devs))
 
 
 class JobOutcome(NamedTuple):
@@ -164,11 +127,10 @@ def _use_compilation_cache(runtime: config_mod.RuntimeSpec) -> None:
 
 
 def plan_job(job: config_mod.JobConfig, devs):
-    """Estimate the job's memory and time (:func:`fluxsim.study.sweep.plan`; nothing is built or compiled) and refuse a
+    """Estimate the job's memory and time (:func:`fluxsim.study.plan.plan`; nothing is built or compiled) and refuse a
     batch that does not fit an explicit ``runtime.memory_budget_gb`` (``ConfigError`` with the numbers)."""
-    from fluxsim.study import sweep as sweep_mod
-
-    plan = sweep_mod.plan(job, devs)
+    from fluxsim.study import plan as plan_mod
+    plan = plan_mod.plan(job, devs)
     problem = plan.refusal()
     if problem and job.runtime.memory_budget_gb is not None:
         raise config_mod.ConfigError(problem)
@@ -188,8 +150,8 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path, devs=None) -> JobOut
     from tqdm import tqdm
 
     from fluxsim.io import store as store_mod
-    from fluxsim.study import sweep as sweep_mod
-
+    from fluxsim.study import batch as batch_mod
+    from fluxsim.study import plan as plan_mod
     out_dir = Path(out_dir)
     store_path = Path(job.output.store) if job.output.store else out_dir / "results.zarr"
     devs = _configure_jax(job.runtime) if devs is None else devs
@@ -203,8 +165,8 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path, devs=None) -> JobOut
     _use_compilation_cache(job.runtime)
     job = resolve_chunk_size(job, store_path, devs)
     writer = store_mod.StoreWriter(store_path, job, overwrite=job.output.overwrite)
-    all_blocks = sweep_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
-    mine = sweep_mod.shard_blocks(all_blocks, job.sweep.shard)
+    all_blocks = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    mine = plan_mod.shard_blocks(all_blocks, job.sweep.shard)
     todo = [b for b in mine if not writer.is_done(b)]
     n_todo = sum(len(b.flat) for b in todo)
     shard = job.sweep.shard
@@ -213,11 +175,11 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path, devs=None) -> JobOut
              f"; shard {shard[0]}/{shard[1]}: {len(mine)} of the chunks" if shard else "",
              f"resuming: {n_todo} points left" if writer.resumed else "new store")
     if todo:
-        size = sweep_mod.batch_size(max(len(b.flat) for b in all_blocks), len(devs))
-        runner = _compile_at(job, devs)(size)
+        size = plan_mod.batch_size(max(len(b.flat) for b in all_blocks), len(devs))
+        runner = batch_mod.compile_at(job, devs)(size)
         with tqdm(total=n_todo, unit="sim", desc=job.sweep.name, disable=not job.runtime.progress,
                   dynamic_ncols=True, smoothing=0.1) as bar:
-            timing = sweep_mod.run_blocks(runner, job.params, todo, writer.write, fail=_fail(writer), progress=bar)
+            timing = batch_mod.run_blocks(runner, job.params, todo, writer.write, fail=_fail(writer), progress=bar)
         rate = timing["points"] / timing["compute_s"] if timing["compute_s"] > 0 else float("nan")
         log.info("computed %d simulations in %.1f s (%.3g simulations/s, %.2f s each)", timing["points"],
                  timing["compute_s"], rate, 1 / rate if rate else float("nan"))
@@ -309,7 +271,7 @@ _PREPARED: dict[str, Prepared] = {}
 def _key(cfg) -> str:
     import json
 
-    return json.dumps(config_mod.to_container(cfg), sort_keys=True, default=str)
+    return json.dumps(hydra_glue.to_container(cfg), sort_keys=True, default=str)
 
 
 def _prepare_or_exit(cfg, *, logged: bool = True) -> Prepared:

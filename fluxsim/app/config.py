@@ -15,22 +15,21 @@ Config keys carry the unit-suffixed names of ``make_params`` (``surface.eta``, `
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fluxsim.api import make_params
+from fluxsim.app.hydra_glue import as_plain, config_hash, dump_yaml, identity, to_container
 from fluxsim.core.polar.solver import Numerics, check_numerics
 from fluxsim.model import catalogue, checks
 from fluxsim.model.checks import MIN_ARC_NODES, MIN_SAVES_PER_STEP  # noqa: F401  (re-exported: the resolution limits)
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.protocol import Charge, Discharge, Rest, check_protocol
+from fluxsim.study.plan import block_shape
 from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
     POINT_DIM,
     ConfigError,
@@ -40,7 +39,7 @@ from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
     PointParams,
     RuntimeSpec,
     SweepSpec,
-    block_shape,
+    parse_shard,
 )
 
 #: Scalar inputs of ``make_params`` (sweepable) -> (UDUNITS unit, long name): the catalogue's.
@@ -55,17 +54,6 @@ _LAW_INPUTS = {law: set(catalogue.applying_to(f"diffusivity {law}")) for law in 
 _DIP_INPUTS = set(catalogue.applying_to(catalogue.DIP))
 _MODEL_B_INPUTS = set(catalogue.applying_to(catalogue.MODEL_B))
 _ALL_LAW_INPUTS = set().union(*_LAW_INPUTS.values())
-
-#: Parts of the config that do not change results: left out of the hash that names the run folder and guards
-#: resumed stores.
-#: ``sweep.shard`` only says which blocks a job computes: all shards of a study share its folder and its store.
-NOT_IN_IDENTITY = ("hydra", "runtime", "sweep.shard", "output.store", "output.plots", "output.overwrite")
-
-#: The checkout: ``conf/`` (config groups) and ``sweeps/`` (the preset studies, group ``preset``) lie beside the
-#: package. ``conf/config.yaml`` puts ``sweeps/`` on hydra's search path through ``${fluxsim_root:}``.
-ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = ROOT / "conf"
-SWEEPS_DIR = ROOT / "sweeps"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,75 +91,6 @@ def _bool(path: str, value) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{path} = {value!r} must be true or false")
     return value
-
-
-def _drop(container: dict, path: str) -> None:
-    head, _, tail = path.partition(".")
-    if head in container:
-        if tail:
-            if isinstance(container[head], dict):
-                _drop(container[head], tail)
-        else:
-            del container[head]
-
-
-def to_container(cfg) -> dict:
-    """The resolved config as plain Python containers (without the hydra node)."""
-    if isinstance(cfg, DictConfig):
-        # Section by section, so that the hydra node (whose runtime values may be unset) is never resolved.
-        cfg = {key: as_plain(cfg[key]) for key in cfg if key != "hydra"}
-    cfg = json.loads(json.dumps(cfg, default=float))  # deep copy, plain types
-    cfg.pop("hydra", None)
-    return cfg
-
-
-def identity(cfg) -> dict:
-    """The part of the config that determines the results (see :data:`NOT_IN_IDENTITY`)."""
-    container = to_container(cfg)
-    for path in NOT_IN_IDENTITY:
-        _drop(container, path)
-    return container
-
-
-def config_hash(cfg) -> str:
-    """Short stable hash of :func:`identity` (names the run folder)."""
-    text = json.dumps(identity(cfg), sort_keys=True, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _hash_resolver(*, _root_):
-    root = OmegaConf.to_container(_root_, resolve=False)
-    root.pop("hydra", None)
-    return config_hash(OmegaConf.create(root))
-
-
-def _shard_suffix_resolver(*, _root_):
-    try:
-        shard = parse_shard(OmegaConf.select(_root_, "sweep.shard", default=None))
-    except ConfigError:  # refused with its message (exit 2) by the validation that runs before the job starts
-        return "-invalid-shard"
-    return "" if shard is None else f"-shard{shard[0]}of{shard[1]}"
-
-
-def register_resolvers() -> None:
-    """Register the resolvers the config files use.
-
-    ``${fluxsim_config_hash:}`` names the run folder (``conf/hydra/default.yaml``); ``${fluxsim_root:}`` is the
-    checkout, so that ``conf/config.yaml`` can put ``sweeps/`` on the search path from any working directory;
-    ``${fluxsim_shard_suffix:}`` is ``-shard<i>of<n>`` for a sharded job (its own log and ``.hydra`` record in the
-    study folder that all shards share), else empty.
-    """
-    if not OmegaConf.has_resolver("fluxsim_config_hash"):
-        OmegaConf.register_new_resolver("fluxsim_config_hash", _hash_resolver)
-    if not OmegaConf.has_resolver("fluxsim_root"):
-        OmegaConf.register_new_resolver("fluxsim_root", lambda: str(ROOT))
-    if not OmegaConf.has_resolver("fluxsim_shard_suffix"):
-        OmegaConf.register_new_resolver("fluxsim_shard_suffix", _shard_suffix_resolver)
-
-
-def dump_yaml(container) -> str:
-    """YAML text of a plain container (OmegaConf's dumper: ``.inf`` for infinity, key order kept)."""
-    return OmegaConf.to_yaml(OmegaConf.create(container))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -408,19 +327,6 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
         chunk_size=None if chunk_size == "auto" else chunk_size,
         shard=shard,
     )
-
-
-def parse_shard(value) -> tuple[int, int] | None:
-    """``"i/n"`` (job i of n, 0-based) -> ``(i, n)``; None or ``"0/1"``-style null -> None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    parts = text.split("/")
-    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
-        i, n = (int(p) for p in parts)
-        if 0 <= i < n:
-            return None if n == 1 else (i, n)
-    raise ConfigError(f"sweep.shard = {value!r} must be 'i/n' with 0 <= i < n (job i of n jobs), or null")
 
 
 def _max_duration_s(inputs: Mapping, protocol):
@@ -684,8 +590,3 @@ def _describe(sweep: SweepSpec, flat: int) -> str:
     return ", ".join(parts)
 
 
-def as_plain(value):
-    """OmegaConf containers to Python (for values read from a DictConfig node)."""
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value

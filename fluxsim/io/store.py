@@ -60,8 +60,9 @@ import zarr
 
 from fluxsim._version import __version__
 from fluxsim.model.catalogue import INPUTS
+from fluxsim.study.extract import STATUS_CHUNK_FAILED, STATUS_MEANINGS
+from fluxsim.study.plan import Block, blocks
 from fluxsim.study.spec import POINT_DIM, ConfigError, JobConfig
-from fluxsim.study.sweep import STATUS_CHUNK_FAILED, STATUS_MEANINGS, Block, blocks
 
 log = logging.getLogger("fluxsim")
 

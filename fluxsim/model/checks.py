@@ -36,6 +36,10 @@ MIN_SAVES_PER_STEP = 4
 NUMERICS_MIN_INT = {"nr": 2, "nphi": 8, "n_steps": MIN_SAVES_PER_STEP, "save_every": 1, "newton_max_iterations": 1}
 
 
+class ConfigError(ValueError):
+    """A config value is missing, of the wrong type or outside its allowed range."""
+
+
 class InputError(ValueError):
     """A value outside its allowed range or of the wrong type; ``name`` is the parameter, ``detail`` the rest."""
 

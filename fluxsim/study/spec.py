@@ -15,12 +15,9 @@ import numpy as np
 
 from fluxsim.api import make_params
 from fluxsim.core.polar.solver import Numerics
+from fluxsim.model.checks import ConfigError  # noqa: F401  (re-exported: the app's error)
 from fluxsim.model.params import Params
-
-
-class ConfigError(ValueError):
-    """A config value is missing, of the wrong type or outside its allowed range."""
-
+from fluxsim.study.plan import block_shape
 
 POINT_DIM = "point"
 
@@ -62,7 +59,7 @@ class PointParams(Sequence):
     """The :class:`~fluxsim.model.params.Params` of every sweep point, built on demand from :class:`PointInputs`.
 
     The points were validated by :func:`load`; a block of the sweep builds only its own points' ``Params``
-    (:func:`fluxsim.study.sweep.run_blocks`), so memory stays flat in the number of points.
+    (:func:`fluxsim.study.batch.run_blocks`), so memory stays flat in the number of points.
     """
 
     def __init__(self, inputs: Sequence[Mapping]):
@@ -93,7 +90,7 @@ class SweepSpec:
         chunk_shape: block of points computed together and written as one zarr chunk (product <= chunk_size);
             None until resolved when ``chunk_size`` is ``auto`` (see :meth:`with_chunk_size`).
         chunk_size: simulations per vmapped batch; None for ``auto`` (derived from a memory budget at run time,
-            :func:`fluxsim.study.sweep.auto_chunk_size`).
+            :func:`fluxsim.study.plan.auto_chunk_size`).
         shard: ``(i, n)``: this job computes only blocks ``k`` with ``k % n == i`` (None: all blocks).
     """
 
@@ -191,11 +188,14 @@ class JobConfig:
         return dataclasses.replace(self, sweep=sweep)
 
 
-def block_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
-    """Largest block (filling the last dimensions first) with at most ``chunk_size`` points."""
-    block, left = [], chunk_size
-    for n in reversed(shape):
-        b = max(1, min(n, left))
-        block.append(b)
-        left = max(1, left // b)
-    return tuple(reversed(block))
+def parse_shard(value) -> tuple[int, int] | None:
+    """``"i/n"`` (job i of n, 0-based) -> ``(i, n)``; None or ``"0/1"``-style null -> None."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    parts = text.split("/")
+    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
+        i, n = (int(p) for p in parts)
+        if 0 <= i < n:
+            return None if n == 1 else (i, n)
+    raise ConfigError(f"sweep.shard = {value!r} must be 'i/n' with 0 <= i < n (job i of n jobs), or null")
