@@ -19,6 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 

@@ -28,6 +28,9 @@ from fluxsim.core.polar import blocksolve, stepper
 from fluxsim.core.polar.solver import _Context, _save, simulate  # noqa: F401  (internal pieces, analysed separately)
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.protocol import Charge
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 H100 = dict(name="H100 SXM", flops64=34e12, flops32=67e12, bandwidth=3.35e12)
 

@@ -24,6 +24,9 @@ from fluxsim import outputs
 from fluxsim.api import make_params
 from fluxsim.core.polar.solver import simulate
 from fluxsim.model.protocol import Charge
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -23,6 +23,9 @@ from fluxsim import outputs
 from fluxsim.api import make_params
 from fluxsim.core.polar.solver import simulate
 from fluxsim.model.protocol import Charge
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PARAMS = make_params(eta=0.3, blocked_fraction=0.25)

@@ -21,6 +21,9 @@ from fluxsim.api import make_params
 from fluxsim.core.polar.solver import Numerics
 from fluxsim.imaging import images as I
 from fluxsim.io import observations as obs_mod
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 NUM = Numerics(nr=12, nphi=48, n_steps=48)
 RATES = (50.0, 100.0, 200.0, 400.0)

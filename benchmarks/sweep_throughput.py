@@ -28,9 +28,12 @@ from app_support import CACHE_DIR, compose_cfg  # noqa: E402
 from jax._src.dispatch import BACKEND_COMPILE_EVENT  # noqa: E402
 
 from fluxsim.app import config  # noqa: E402
+from fluxsim.precision import enable_float64
 from fluxsim.study import batch as batch_mod
 from fluxsim.study import extract as extract_mod
 from fluxsim.study import plan as plan_mod
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 COMPILES: list[float] = []
 

@@ -29,6 +29,7 @@ from fluxsim.model.constants import Material
 from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
 from fluxsim.model.protocol import Charge, check_protocol
 from fluxsim.model.surface import FilmResistance, FluxRatio, make_blocking
+from fluxsim.precision import enable_float64
 
 __all__ = ["THETA0_MODEL_B", "Result", "make_diffusivity", "make_params", "replace", "run"]
 
@@ -387,6 +388,7 @@ def run(
         A :class:`Result`.
     """
     check_names(physical, MAKE_PARAMS_NAMES, "fluxsim.run", MAKE_PARAMS_NAMES | _RUN_NAMES)
+    enable_float64()  # the one-call front door runs in float64 (fluxsim.precision)
     params = make_params(**physical)
     protocol = check_protocol((Charge(),) if protocol is None else protocol)
     if numerics is not None and not isinstance(numerics, Numerics):

@@ -85,6 +85,7 @@ import optax
 from fluxsim._version import __version__
 from fluxsim.api import make_params, replace
 from fluxsim.core import outputs
+from fluxsim.core.cache import CompileCache
 from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import catalogue, checks
@@ -111,8 +112,10 @@ UNIDENTIFIABLE_CONDITION = 1e10
 #: Optimisers of :func:`fit`: Levenberg-Marquardt on the residuals (default), optax L-BFGS and adam on chi2.
 METHODS = ("lm", "lbfgs", "adam")
 
+#: The owner of the fit's compiled executables (by function, static settings and argument shapes).
+EXECUTABLES = CompileCache("fit executables")
 #: Every compilation the fit performed: (function, problem key, seconds). Tests use it to check for recompiles.
-COMPILE_LOG: list[tuple[str, Any, float]] = []
+COMPILE_LOG = EXECUTABLES.log
 
 
 class IdentifiabilityWarning(UserWarning):
@@ -378,9 +381,6 @@ def _step(u, state, extra: Extra, *, problem: Problem, spec: OptimiserSpec):
     return optax.apply_updates(u, updates), state, value, grad
 
 
-_EXECUTABLES: dict = {}
-
-
 def _signature(args) -> tuple:
     leaves, tree = jax.tree.flatten(args)
     return tree, tuple((np.shape(x), np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)) for x in leaves)
@@ -389,14 +389,8 @@ def _signature(args) -> tuple:
 def _compiled(fn, args, **static):
     """Ahead-of-time compiled ``fn`` for these argument shapes and static settings (cached; logged)."""
     key = (fn.__name__, tuple(sorted(static.items())), _signature(args))
-    exe = _EXECUTABLES.get(key)
-    if exe is None:
-        start = time.perf_counter()
-        exe = jax.jit(fn, static_argnames=tuple(static)).lower(*args, **static).compile()
-        seconds = time.perf_counter() - start
-        COMPILE_LOG.append((fn.__name__, key, seconds))
-        _EXECUTABLES[key] = exe
-    return exe
+    return EXECUTABLES.get_or_compile(
+        key, lambda: jax.jit(fn, static_argnames=tuple(static)).lower(*args, **static).compile(), fn.__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+import fluxsim
 from fluxsim.app import config, hydra_glue
+
+fluxsim.enable_float64()  # test jobs run in float64, like the app (also in the subprocesses that import this)
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = str(REPO / "conf")

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "fluxsim"
 
 #: Rank of each layer, by the longest matching module prefix; a module may import only its own rank or lower.
 RANKS = {
-    "fluxsim._version": 0, "fluxsim.model.catalogue": 0,
+    "fluxsim._version": 0, "fluxsim.precision": 0, "fluxsim.model.catalogue": 0,
     "fluxsim.model": 1,
     "fluxsim.core": 2,
     "fluxsim.api": 3,

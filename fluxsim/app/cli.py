@@ -34,6 +34,7 @@ from omegaconf import DictConfig
 
 from fluxsim.app import config as config_mod
 from fluxsim.app import hydra_glue
+from fluxsim.precision import enable_float64
 
 log = logging.getLogger("fluxsim")
 
@@ -57,6 +58,7 @@ def _configure_jax(runtime: config_mod.RuntimeSpec) -> list:
     Raises:
         ConfigError: naming ``runtime.platform`` / ``runtime.devices``, the value and what this machine allows.
     """
+    enable_float64()  # also in a launcher's worker process, which does not run main()
     import jax
 
     if runtime.platform:
@@ -465,7 +467,8 @@ def verify_main(argv: list[str]) -> int:
 
 
 def main() -> None:
-    """Console entry point (``fluxsim``)."""
+    """Console entry point (``fluxsim``). The command computes in float64 (:mod:`fluxsim.precision`)."""
+    enable_float64()
     if len(sys.argv) > 1 and sys.argv[1] == "plot":
         raise SystemExit(plot_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] == "verify":

@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``fluxsim fit`` (``argv`` without the ``fit`` word)."""
+    """Entry point of ``fluxsim fit`` (``argv`` without the ``fit`` word); computes in float64."""
+    from fluxsim.precision import enable_float64
+
+    enable_float64()
     args = build_parser().parse_intermixed_args(sys.argv[1:] if argv is None else argv)
 
     from fluxsim import fit as fit_mod

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from fluxsim.core.cache import CompileCache
 from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.model.params import Params
 from fluxsim.study.extract import Extraction, extraction_for, point_outputs
@@ -107,8 +108,6 @@ def compile_runner(
         raise ValueError(f"batch size {size} is not a multiple of the device count {len(devs)}")
     shapes = tuple(np.shape(x) for x in jax.tree.leaves(example))
     key = (jax.tree.structure(example), shapes, protocol, numerics, snapshot_times_s, spec, size, tuple(devs))
-    if key in _RUNNERS:  # same process, same static inputs: reuse the executable
-        return _RUNNERS[key]
     sharding = batch_sharding(devs)
     traces = []
 
@@ -122,14 +121,16 @@ def compile_runner(
         lambda x: jax.ShapeDtypeStruct((size,) + np.shape(x), np.asarray(x, dtype=float).dtype, sharding=sharding),
         example,
     )
-    start = time.perf_counter()
-    compiled = fn.lower(abstract).compile()
-    runner = _RUNNERS[key] = Runner(compiled, sharding, size, time.perf_counter() - start, traces)
-    return runner
+    def compile() -> Runner:
+        start = time.perf_counter()
+        compiled = fn.lower(abstract).compile()
+        return Runner(compiled, sharding, size, time.perf_counter() - start, traces)
+
+    return RUNNERS.get_or_compile(key, compile, "runner")  # same process, same static inputs: reuse the executable
 
 
-#: Compiled runners of this process, by their static inputs (see :func:`compile_runner`).
-_RUNNERS: dict = {}
+#: The owner of the compiled runners of this process, by their static inputs (see :func:`compile_runner`).
+RUNNERS = CompileCache("vmapped batch runners")
 
 
 def _pad(items: list, size: int) -> list:

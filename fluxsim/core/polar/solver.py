@@ -40,6 +40,7 @@ from fluxsim.core.solution import Solution
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge, check_protocol, step_fractions
+from fluxsim.precision import FLOAT64_OFF, float64_enabled
 
 __all__ = ["Numerics", "Params", "Solution", "check_numerics", "simulate"]  # Params, Solution: defined below
 
@@ -293,8 +294,8 @@ def check_numerics(numerics: Numerics, protocol) -> None:
     """Raise a clear error for inconsistent numerics before any compute."""
     if numerics.dtype not in ("float64", "float32"):
         raise ValueError(f"numerics.dtype must be 'float64' or 'float32', got {numerics.dtype!r}")
-    if numerics.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("numerics.dtype = 'float64' needs jax_enable_x64 (import fluxsim enables it)")
+    if numerics.dtype == "float64" and not float64_enabled():
+        raise ValueError(FLOAT64_OFF)
     for i, step in enumerate(protocol):
         n_steps = step.n_steps or numerics.n_steps
         if n_steps % numerics.save_every:
