@@ -21,7 +21,7 @@ input                 unit         reparameterisation                   multi-st
 ``arc_center_rad``    rad          none (an angle)                      [0, 2 pi)
 ``D_hi_m2_per_s``     m2 s-1       log                                  start x [0.3, 3]
 ``radius_m``          m            log                                  start x [0.8, 1.25]
-``r_NMC_ohm_m2``      Ohm m2       log (model B only)                   [0.02, 0.1] (physics.md tested range)
+``r_NMC_ohm_m2``      ohm m2       log (model B only)                   [0.02, 0.1] (docs/model.md, tested range)
 ====================  ===========  ===================================  ==========================================
 
 Residuals, per measurement (``sigma`` from the file, else ``DEFAULT_D_SIGMA_NM`` / ``DEFAULT_CORE_FRACTION_SIGMA``

@@ -1,4 +1,4 @@
-"""Li balance: the mean occupancy falls at exactly I / (3600 Q_th) (physics.md section 7, behaviour 1)."""
+"""Li balance: the mean occupancy falls at exactly I / (3600 Q_th) (docs/model.md section 7, behaviour 1)."""
 
 import math
 

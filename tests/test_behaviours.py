@@ -1,4 +1,4 @@
-"""The behaviours a correct solver must reproduce (physics.md section 7), at the coarse CI resolution.
+"""The behaviours a correct solver must reproduce (docs/model.md section 7), at the coarse CI resolution.
 
 Indicative numbers are +-10 % targets (confirmed there by a converged finite-element solution); orderings and
 trends are asserted exactly. Behaviour 1 (Li balance) is tests/test_balance.py; the measured values quoted in the

@@ -194,7 +194,7 @@ def test_core_continuous_when_a_node_crosses_the_threshold():
 def test_front_sweep_moves_centroid_smoothly():
     """A straight front theta = x - s swept across the grid (91 positions, crossing every ring of nodes) moves the
     core centroid monotonically and by O(ds) per step, never by a grid spacing: the 'no jump' property of
-    physics.md section 6 along a path. For the core {x > s} of area A(s) and chord length L(s) <= 2,
+    docs/model.md section 6 along a path. For the core {x > s} of area A(s) and chord length L(s) <= 2,
     d(cx)/ds = L (cx - s) / A, so |d(cx)/ds| <= 4 / A, with A at the step's right end (A decreases with s)."""
     x, _ = GRID.xy
     shifts = np.linspace(-0.9, 0.9, 91)

@@ -262,7 +262,7 @@ def test_film_resistance_uniform_rest_is_zero():
 
 
 def test_ocp_formula_and_slope():
-    """U(theta) = U0 - (R T / F) ln(theta / (1 - theta)) - k (theta - 0.5) (physics.md section 3), and ocp_slope is
+    """U(theta) = U0 - (R T / F) ln(theta / (1 - theta)) - k (theta - 0.5) (docs/model.md section 3), and ocp_slope is
     its derivative: equal to jax.grad(ocp) to rounding (the log's derivative 1/(theta(1 - theta)) is exact)."""
     theta = np.linspace(0.01, 0.99, 99)
     thermal = GAS_CONSTANT_J_PER_MOL_K * 298.0 / FARADAY_C_PER_MOL

@@ -76,7 +76,7 @@ def _first_crossing(x, y, level):
 def offset_at_core_fraction(solution: Solution, fraction: float, smooth: bool = False):
     """Core offset ``d`` [nm] at the moment the core area fraction first falls to ``fraction``.
 
-    physics.md recommends d at fixed core fractions (0.25, 0.01) as the robust summary: the largest d is reached as
+    docs/model.md recommends d at fixed core fractions (0.25, 0.01) as the robust summary: the largest d is reached as
     the core vanishes and depends on resolution.
     """
     core = solution.smooth_core_fraction if smooth else solution.core_fraction

@@ -1,6 +1,6 @@
 """Operando microscopy image stacks: simulated frames (forward) and the paper's core-offset metrics (analysis).
 
-Convention of Lun et al. 2025 (Fig. 2, Fig. 5d; physics.md section 6): the optical intensity of NMC rises
+Convention of Lun et al. 2025 (Fig. 2, Fig. 5d; docs/model.md section 6): the optical intensity of NMC rises
 monotonically as Li is removed. Each frame is turned into a *differential intensity* image normalised with respect
 to the first frame,
 

@@ -1,6 +1,6 @@
 """Physical constants and the cathode material (SI units unless the name says otherwise).
 
-Defaults follow physics.md section 5 for LiNi0.88Mn0.05Co0.07O2: molar mass from atomic weights, density from the
+Defaults follow docs/model.md section 5 for LiNi0.88Mn0.05Co0.07O2: molar mass from atomic weights, density from the
 NMC811 lattice (Jousseaume et al., EES 2024).
 """
 

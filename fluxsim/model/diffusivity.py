@@ -5,7 +5,7 @@ Every law provides
 * ``law(theta)``: the diffusivity D [m2 s-1] at occupancy ``theta``;
 * ``law.kirchhoff(theta)``: the Kirchhoff potential ``K(theta) = integral of D`` [m2 s-1], up to an additive constant,
   so that ``div(D grad theta) = laplacian K(theta)``; the solver's face flux ``-(K_j - K_i) / dx`` then uses the exact
-  mean of D between the two node values (monotone for degenerate diffusion, physics.md section 4);
+  mean of D between the two node values (monotone for degenerate diffusion, docs/model.md section 4);
 * ``law.reference``: a representative diffusivity [m2 s-1] that sets the solver's time scale ``R**2 / reference``.
 
 All numbers are pytree leaves: they can be swept with ``vmap``, fitted and differentiated.
@@ -36,7 +36,7 @@ def _exprel(z):
 
 @pytree_dataclass
 class PowerLaw:
-    """Default law (physics.md section 4): very slow near full lithiation, fast once Li leaves.
+    """Default law (docs/model.md section 4): very slow near full lithiation, fast once Li leaves.
 
     ``D(theta) = D_hi * min(1, ((1 - theta) / (1 - theta_ref)) ** exponent) + D_floor``
 
@@ -138,7 +138,7 @@ _DIP_PANELS = 128
 
 @pytree_dataclass
 class LowThetaDip:
-    """A base law with the optional low-occupancy dip of physics.md section 4.
+    """A base law with the optional low-occupancy dip of docs/model.md section 4.
 
     ``log D <- (1 - s) log D_base + s log D_low``, ``s = 1 / (1 + exp((theta - theta_dip) / width))``.
 

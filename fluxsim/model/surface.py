@@ -5,7 +5,7 @@ Two ingredients, kept separate:
 * :class:`Blocking` says *where* the surface is blocked: a dimensionless transfer profile ``g(phi)`` (1 on open
   surface, ``eta`` on a blocked arc), built from one primary arc, optional extra arcs and an optional sampled profile.
   Each surface node receives the exact integral of ``g`` over its dual arc, so arc ends that cut through a boundary
-  cell are handled by arc length (physics.md section 1).
+  cell are handled by arc length (docs/model.md section 1).
 * A kinetics model says *how much* Li leaves each node for a given applied current:
 
   - :class:`FluxRatio` (surface model A, the paper's): prescribed flux ``j = j_NMC g(phi)``;
@@ -149,7 +149,7 @@ class FilmResistance:
 
     Local current density ``i(phi) = g(phi) (V - U(theta_s(phi))) / r_NMC`` [A m-2]; on a blocked arc the film
     resistance is ``r_NMC / eta``. ``V`` follows from ``integral of i ds = ibar 2 pi R`` every evaluation. The
-    open-circuit potential (physics.md section 3, [A]) is
+    open-circuit potential (docs/model.md section 3, [A]) is
     ``U(theta) = U0 - (R T / F) ln(theta / (1 - theta)) - k (theta - 0.5)``.
 
     Attributes:

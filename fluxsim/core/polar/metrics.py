@@ -1,4 +1,4 @@
-"""Observables of one occupancy field: what operando optical microscopy measures (physics.md section 6).
+"""Observables of one occupancy field: what operando optical microscopy measures (docs/model.md section 6).
 
 All functions take a nodal field ``theta`` in the ``(nr + 1, nphi)`` layout of :class:`~.grid.PolarGrid`
 and are pure, jit- and vmap-friendly, and differentiable. Lengths are nondimensional (fractions of R).
