@@ -26,8 +26,11 @@ import numpy as np
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params, replace
-from fluxsim.protocol import Charge
-from fluxsim.solver import simulate
+from fluxsim.core.polar.solver import simulate
+from fluxsim.model.protocol import Charge
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 T_D = 600.0

@@ -24,7 +24,10 @@ import numpy as np
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
-from fluxsim.solver import Numerics
+from fluxsim.core.polar.solver import Numerics
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 RATES = (50.0, 100.0, 200.0, 400.0)
 CAPACITIES = np.linspace(1.0, 20.0, 20)

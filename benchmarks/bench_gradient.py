@@ -31,8 +31,11 @@ import numpy as np
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge
-from fluxsim.solver import simulate
+from fluxsim.core.polar.solver import simulate
+from fluxsim.model.protocol import Charge
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 INPUTS = ["eta", "blocked_fraction", "arc_center_rad", "radius_um", "rate_mA_per_g", "D_hi_1e-14", "theta0"]
 X0 = np.array([0.3, 0.25, 0.0, 1.2, 100.0, 1.0, 0.995])

@@ -5,10 +5,10 @@
     .venv/bin/python benchmarks/bench_plan.py --measure        # also compile a batch of 4: estimate vs XLA
 
 What ``fluxsim`` does before it compiles anything: compose the config (hydra), validate it (``config.load``: every
-axis value and the pairwise corners through ``make_params``, :func:`fluxsim.config.representative_points`), take
-the devices and plan the job (:func:`fluxsim.sweep.plan`: memory and time estimates). Targets: under 10 s and under
+axis value and the pairwise corners through ``make_params``, :func:`fluxsim.app.config.representative_points`), take
+the devices and plan the job (``study.plan.plan``: memory and time estimates). Targets: under 10 s and under
 1 GB peak resident memory (the process, JAX included). ``--measure`` compiles the batch program of 4 points and
-prints XLA's memory analysis beside the estimate :func:`fluxsim.sweep.point_bytes_estimate`.
+prints XLA's memory analysis beside the estimate :func:`fluxsim.study.plan.point_bytes_estimate`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import resource
 import sys
 import time
 from pathlib import Path
+
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -31,7 +35,10 @@ def main() -> None:
 
     from app_support import compose_cfg
 
-    from fluxsim import cli, config, sweep
+    from fluxsim.app import cli, config
+    from fluxsim.study import batch as batch_mod
+    from fluxsim.study import extract as extract_mod
+    from fluxsim.study import plan as plan_mod
 
     overrides = [
         f"numerics={args.numerics}", "sweep=single", "sweep.chunk_size=64", "surface.blocked_fraction=0.25",
@@ -55,10 +62,10 @@ def main() -> None:
           "target < 1 GB)")
     print(f"  {prepared.plan.describe()}")
     if args.measure:
-        runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                      sweep.extraction_for(job), size=4, devs=prepared.devs)
-        measured = sweep.footprint_bytes(runner) / 4
-        estimate = sweep.point_bytes_estimate(job)
+        runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
+                                      extract_mod.extraction_for(job), size=4, devs=prepared.devs)
+        measured = plan_mod.footprint_bytes(runner) / 4
+        estimate = plan_mod.point_bytes_estimate(job)
         print(f"  memory per simulation: estimate {estimate / 1e6:.3g} MB, XLA {measured / 1e6:.3g} MB "
               f"(ratio {estimate / measured:.2f})")
 

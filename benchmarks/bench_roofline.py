@@ -3,7 +3,7 @@ H100, and the measured CPU throughput.
 
 Work per simulation = n_steps x (Newton updates per step x one Newton update + one saved-metrics evaluation), where
 an update is the residual, the factorised Newton Jacobian and one solve. XLA counts a loop body once, so the ray
-scans of the block solver are unrolled for the analysis (fluxsim.blocksolve.UNROLL_FOR_COST_ANALYSIS); the Newton
+scans of the block solver are unrolled for the analysis (``blocksolve.UNROLL_FOR_COST_ANALYSIS``); the Newton
 count per step is measured. "bytes accessed" is XLA's count of operand and result bytes per operation, an upper bound
 on memory traffic for fused kernels. Machine figures: this CPU's sustained float64 matmul rate and copy bandwidth
 are measured here; H100 SXM: 34 TFLOP/s float64 (vector; 67 with tensor cores), 67 TFLOP/s float32, 3.35 TB/s.
@@ -23,11 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 
 import fluxsim
-from fluxsim import blocksolve, stepper
 from fluxsim.api import make_params, replace
-from fluxsim.constants import FARADAY_C_PER_MOL
-from fluxsim.protocol import Charge
-from fluxsim.solver import _Context, _save, simulate  # noqa: F401  (internal pieces, analysed separately)
+from fluxsim.core.polar import blocksolve, stepper
+from fluxsim.core.polar.solver import _Context, _save, simulate  # noqa: F401  (internal pieces, analysed separately)
+from fluxsim.model.constants import FARADAY_C_PER_MOL
+from fluxsim.model.protocol import Charge
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 H100 = dict(name="H100 SXM", flops64=34e12, flops32=67e12, bandwidth=3.35e12)
 
@@ -86,7 +89,7 @@ def main(argv=None):
     def newton_update(x):
         g, slope = stepper._residual(grid, inputs, x)
         op, d = stepper._newton_operator(grid, inputs, x, slope)
-        return x - fluxsim.operators.solve_operator(op, g) / d
+        return x - fluxsim.core.polar.operators.solve_operator(op, g) / d
 
     ctx = _Context(grid, params, numerics, None, None, drive.weights, None, None, tuple(map(jnp.asarray, grid.xy)))
 

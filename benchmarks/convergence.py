@@ -21,8 +21,11 @@ import numpy as np
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge
-from fluxsim.solver import simulate
+from fluxsim.core.polar.solver import simulate
+from fluxsim.model.protocol import Charge
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PARAMS = make_params(eta=0.3, blocked_fraction=0.25)

@@ -17,10 +17,13 @@ import time
 import numpy as np
 
 from fluxsim import fit as F
-from fluxsim import images as I
-from fluxsim import observations as obs_mod
 from fluxsim.api import make_params
-from fluxsim.solver import Numerics
+from fluxsim.core.polar.solver import Numerics
+from fluxsim.imaging import images as I
+from fluxsim.io import observations as obs_mod
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 NUM = Numerics(nr=12, nphi=48, n_steps=48)
 RATES = (50.0, 100.0, 200.0, 400.0)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/sweep_memory.py                 # 1,000 and 10,000 points, numerics=tiny
     .venv/bin/python benchmarks/sweep_memory.py --points 200 2000 --numerics fast
 
-Each study runs in a fresh process (``fluxsim.cli.run_job``: validation of every point, store created full-size,
+Each study runs in a fresh process (``fluxsim.app.cli.run_job``: validation of every point, store created full-size,
 chunks of 64 streamed to it, no figures) and reports its peak resident memory (``ru_maxrss``), wall time and
 simulations per second. The grid is eta x rate over the Fig. 5b ranges, with series on a 60 s grid, the line cut and
 no snapshots. Each block builds its own points' ``Params`` (issue 9), so nothing per point is kept but a few bytes of
@@ -19,13 +19,17 @@ import sys
 import tempfile
 from pathlib import Path
 
+from fluxsim.precision import enable_float64
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
+
 TESTS = str(Path(__file__).resolve().parent.parent / "tests")
 
 CHILD = """
 import resource, sys, time
 sys.path.insert(0, {tests!r})
 from app_support import CACHE_DIR, load_job
-from fluxsim.cli import run_job
+from fluxsim.app.cli import run_job
 start = time.perf_counter()
 job = load_job({overrides!r})
 run_job(job, {out!r})

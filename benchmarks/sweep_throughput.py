@@ -27,7 +27,13 @@ import numpy as np  # noqa: E402
 from app_support import CACHE_DIR, compose_cfg  # noqa: E402
 from jax._src.dispatch import BACKEND_COMPILE_EVENT  # noqa: E402
 
-from fluxsim import config, sweep  # noqa: E402
+from fluxsim.app import config  # noqa: E402
+from fluxsim.precision import enable_float64
+from fluxsim.study import batch as batch_mod
+from fluxsim.study import extract as extract_mod
+from fluxsim.study import plan as plan_mod
+
+enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
 COMPILES: list[float] = []
 
@@ -59,16 +65,16 @@ def main(argv=None) -> None:
         cfg = compose_cfg([f"numerics={args.numerics}", f"sweep.points={points}", f"sweep.chunk_size={chunk}",
                            "output.snapshot_times_s=[]", "output.line_cut=false"])
         job = config.load(cfg)
-        size = sweep.batch_size(chunk, len(devs))
+        size = plan_mod.batch_size(chunk, len(devs))
         seen = len(COMPILES)
-        runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                      sweep.extraction_for(job), size=size, devs=devs)
-        todo = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+        runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
+                                      extract_mod.extraction_for(job), size=size, devs=devs)
+        todo = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
         before = len(COMPILES)
         if not args.cache and before == seen:  # the listener must see the runner's own compilation
             raise RuntimeError("the compile listener saw no compilation: the recompile count would be meaningless")
         start = time.perf_counter()
-        sweep.run_blocks(runner, job.params, todo, lambda block, out: None)
+        batch_mod.run_blocks(runner, job.params, todo, lambda block, out: None)
         run_s = time.perf_counter() - start
         recompiles = len(COMPILES) - before
         rate = args.points / run_s

@@ -6,7 +6,7 @@
 
 For gradients, build the parameter pytree once with :func:`make_params`, vary inputs with :func:`replace` (no
 validation, traceable), and differentiate :func:`fluxsim.simulate` composed with the functions of
-:mod:`fluxsim.outputs`.
+:mod:`fluxsim.core.outputs`.
 """
 
 from __future__ import annotations
@@ -18,44 +18,57 @@ import math
 import jax
 import numpy as np
 
-from fluxsim import outputs
-from fluxsim.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
-from fluxsim.checks import check_range as _check_range
-from fluxsim.constants import Material
-from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
-from fluxsim.protocol import Charge, check_protocol
-from fluxsim.solver import Numerics, Params, Solution, simulate
-from fluxsim.solver import check_numerics as check_solver_numerics
-from fluxsim.surface import FilmResistance, FluxRatio, make_blocking
+from fluxsim.core import outputs
+from fluxsim.core.polar.solver import Numerics, Params, Solution, simulate
+from fluxsim.core.polar.solver import check_numerics as check_solver_numerics
+from fluxsim.model.catalogue import DEFAULTS as _D
+from fluxsim.model.catalogue import DIFFUSIVITY_LAWS, FLUX_NORMALISATIONS, INPUTS, SURFACE_MODELS, THETA0_MODEL_B
+from fluxsim.model.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
+from fluxsim.model.checks import check_range as _check_range
+from fluxsim.model.constants import Material
+from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
+from fluxsim.model.protocol import Charge, check_protocol
+from fluxsim.model.surface import FilmResistance, FluxRatio, make_blocking
+from fluxsim.precision import enable_float64
 
-#: Default initial occupancy with surface model B (its open-circuit potential diverges at theta = 1).
-THETA0_MODEL_B = 1.0 - 1e-4
+__all__ = ["THETA0_MODEL_B", "Result", "make_diffusivity", "make_params", "replace", "run"]
+
+
+def _check(name: str, value, surface_model: str = "A", **bounds):
+    """Check ``value`` against the catalogue's range of input ``name`` (``bounds``: inputs a range bound names)."""
+    entry = INPUTS[name]
+    rng = entry.range_for(surface_model)
+    lo, hi = (bounds[b] if isinstance(b, str) else b for b in (rng.lo, rng.hi))
+    if rng.inf_allowed and hi is None:
+        hi = math.inf
+    unit = "" if entry.unit == "1" else entry.unit
+    return _check_range(name, value, lo, hi, rng.lo_open, rng.hi_open, unit=unit)
 
 
 def make_diffusivity(
-    law="power_law",
+    law=_D["diffusivity"],
     *,
-    D_hi_m2_per_s=1e-14,
-    theta_ref=0.80,
-    exponent=3.0,
-    D_floor_m2_per_s=1e-20,
-    D_m2_per_s=1e-14,
+    D_hi_m2_per_s=_D["D_hi_m2_per_s"],
+    theta_ref=_D["theta_ref"],
+    exponent=_D["exponent"],
+    D_floor_m2_per_s=_D["D_floor_m2_per_s"],
+    D_m2_per_s=_D["D_m2_per_s"],
     table_theta=None,
     table_D_m2_per_s=None,
-    low_theta_dip=False,
-    D_low_m2_per_s=1e-15,
-    theta_dip=0.3,
-    dip_width=0.05,
+    low_theta_dip=_D["low_theta_dip"],
+    D_low_m2_per_s=_D["D_low_m2_per_s"],
+    theta_dip=_D["theta_dip"],
+    dip_width=_D["dip_width"],
 ):
-    """Build a D(theta) law (see :mod:`fluxsim.diffusivity`) from physical inputs, with checks."""
+    """Build a D(theta) law (see :mod:`fluxsim.model.diffusivity`) from physical inputs, with checks."""
     if law == "power_law":
-        _check_range("D_hi_m2_per_s", D_hi_m2_per_s, 0, None, lo_open=True)
-        _check_range("theta_ref", theta_ref, 0, 1, True, True)
-        _check_range("exponent", exponent, 0, None, lo_open=True)
-        _check_range("D_floor_m2_per_s", D_floor_m2_per_s, 0, None, lo_open=True)
+        _check("D_hi_m2_per_s", D_hi_m2_per_s)
+        _check("theta_ref", theta_ref)
+        _check("exponent", exponent)
+        _check("D_floor_m2_per_s", D_floor_m2_per_s)
         base = PowerLaw(D_hi_m2_per_s, theta_ref, exponent, D_floor_m2_per_s)
     elif law == "constant":
-        _check_range("D_m2_per_s", D_m2_per_s, 0, None, lo_open=True)
+        _check("D_m2_per_s", D_m2_per_s)
         base = ConstantDiffusivity(D_m2_per_s)
     elif law == "tabulated":
         if table_theta is None or table_D_m2_per_s is None:
@@ -80,57 +93,54 @@ def make_diffusivity(
                              f"{float(d[k])!r} is outside the allowed range (0, inf))")
         base = TabulatedDiffusivity(th, d)
     else:
-        raise ValueError(f"unknown diffusivity law {law!r}; allowed: 'power_law', 'constant', 'tabulated'")
+        raise ValueError(f"unknown diffusivity law {law!r}; allowed: {', '.join(map(repr, DIFFUSIVITY_LAWS))}")
     if low_theta_dip:
-        _check_range("D_low_m2_per_s", D_low_m2_per_s, 0, None, lo_open=True)
-        _check_range("theta_dip", theta_dip, 0, 1, True, True)
-        _check_range("dip_width", dip_width, 0, None, lo_open=True)
+        _check("D_low_m2_per_s", D_low_m2_per_s)
+        _check("theta_dip", theta_dip)
+        _check("dip_width", dip_width)
         return LowThetaDip(base, D_low_m2_per_s, theta_dip, dip_width)
     return base
 
 
 def make_params(
     *,
-    radius_m=1.2e-6,
-    rate_mA_per_g=100.0,
-    eta=1.0,
-    blocked_fraction=0.0,
-    arc_center_rad=math.pi,
+    radius_m=_D["radius_m"],
+    rate_mA_per_g=_D["rate_mA_per_g"],
+    eta=_D["eta"],
+    blocked_fraction=_D["blocked_fraction"],
+    arc_center_rad=_D["arc_center_rad"],
     extra_arcs=None,
     eta_profile=None,
-    surface_model="A",
-    flux_normalisation="total_current",
-    r_NMC_ohm_m2=0.05,
-    U0_V=3.9,
-    k_V=0.3,
-    temperature_K=298.0,
-    voltage_cut_V=math.inf,
+    surface_model=_D["surface_model"],
+    flux_normalisation=_D["flux_normalisation"],
+    r_NMC_ohm_m2=_D["r_NMC_ohm_m2"],
+    U0_V=_D["U0_V"],
+    k_V=_D["k_V"],
+    temperature_K=_D["temperature_K"],
+    voltage_cut_V=_D["voltage_cut_V"],
     theta0=None,
-    theta_cut=0.2,
-    theta_upper=0.99,
-    theta_core=0.97,
-    core_smoothing=0.005,
-    molar_mass_g_per_mol=97.46,
-    density_kg_per_m3=4780.0,
+    theta_cut=_D["theta_cut"],
+    theta_upper=_D["theta_upper"],
+    theta_core=_D["theta_core"],
+    core_smoothing=_D["core_smoothing"],
+    molar_mass_g_per_mol=_D["molar_mass_g_per_mol"],
+    density_kg_per_m3=_D["density_kg_per_m3"],
     **diffusivity,
 ) -> Params:
-    """Build :class:`~fluxsim.solver.Params` from physical keyword arguments (units in the names).
+    """Build :class:`~fluxsim.model.params.Params` from physical keyword arguments (units in the names).
 
     Every input is checked against its allowed range before any compute (``ValueError`` naming the parameter).
     The README's input table documents every argument, its unit, default and range; ``diffusivity`` keywords are
     those of :func:`make_diffusivity` (``diffusivity="power_law"``, ``D_hi_m2_per_s=...``, ...).
     """
     check_names(diffusivity, _DIFFUSIVITY_NAMES, "fluxsim.make_params", MAKE_PARAMS_NAMES)
-    _check_range("radius_m", radius_m, 0, None, lo_open=True, unit="m")
-    _check_range("rate_mA_per_g", rate_mA_per_g, 0, None, lo_open=True, unit="mA/g")
-    if surface_model not in ("A", "B"):
+    _check("radius_m", radius_m)
+    _check("rate_mA_per_g", rate_mA_per_g)
+    if surface_model not in SURFACE_MODELS:
         raise ValueError(f"surface_model must be 'A' (flux ratio) or 'B' (film resistance), got {surface_model!r}")
-    if surface_model == "A":
-        _check_range("eta", eta, 0, 1)
-    else:
-        _check_range("eta", eta, 0, None)
-    _check_range("blocked_fraction", blocked_fraction, 0, 1)
-    _check_range("arc_center_rad", arc_center_rad, unit="rad")
+    _check("eta", eta, surface_model)
+    _check("blocked_fraction", blocked_fraction)
+    _check("arc_center_rad", arc_center_rad)
     arcs = [(float(blocked_fraction), float(eta))]
     if extra_arcs is not None:
         extra_arcs = numbers("extra_arcs", extra_arcs)
@@ -153,30 +163,30 @@ def make_params(
         eta_profile = numbers("eta_profile", eta_profile)
         if eta_profile.ndim != 1 or eta_profile.size < 2 or np.any(eta_profile < 0) or not eta_profile.any():
             raise ValueError("eta_profile must be 1-D, >= 2 samples, all >= 0 and not all zero")
-    theta0 = (1.0 if surface_model == "A" else THETA0_MODEL_B) if theta0 is None else theta0
-    _check_range("theta_cut", theta_cut, 0, 1, True, True)
-    _check_range("theta0", theta0, theta_cut, 1, lo_open=True)
-    _check_range("theta_upper", theta_upper, 0, 1, True)
-    _check_range("theta_core", theta_core, 0, 1, True, True)
-    _check_range("core_smoothing", core_smoothing, 0, None, lo_open=True)
-    _check_range("molar_mass_g_per_mol", molar_mass_g_per_mol, 0, None, lo_open=True)
-    _check_range("density_kg_per_m3", density_kg_per_m3, 0, None, lo_open=True)
+    theta0 = INPUTS["theta0"].default_for(surface_model) if theta0 is None else theta0
+    _check("theta_cut", theta_cut)
+    _check("theta0", theta0, theta_cut=theta_cut)  # model A's closed range; model B's open end: below
+    _check("theta_upper", theta_upper)
+    _check("theta_core", theta_core)
+    _check("core_smoothing", core_smoothing)
+    _check("molar_mass_g_per_mol", molar_mass_g_per_mol)
+    _check("density_kg_per_m3", density_kg_per_m3)
     if surface_model == "A":
-        if flux_normalisation not in ("total_current", "open_surface"):
+        if flux_normalisation not in FLUX_NORMALISATIONS:
             raise ValueError(
                 f"flux_normalisation must be 'total_current' or 'open_surface', got {flux_normalisation!r}"
             )
         kinetics = FluxRatio(flux_normalisation)
     else:
-        _check_range("r_NMC_ohm_m2", r_NMC_ohm_m2, 0, None, lo_open=True, unit="Ohm m2")
-        _check_range("temperature_K", temperature_K, 0, None, lo_open=True, unit="K")
-        _check_range("U0_V", U0_V, unit="V")
-        _check_range("k_V", k_V, unit="V")
-        _check_range("voltage_cut_V", voltage_cut_V, None, math.inf, unit="V")
+        _check("r_NMC_ohm_m2", r_NMC_ohm_m2, surface_model)
+        _check("temperature_K", temperature_K, surface_model)
+        _check("U0_V", U0_V, surface_model)
+        _check("k_V", k_V, surface_model)
+        _check("voltage_cut_V", voltage_cut_V, surface_model)
         if float(theta0) >= 1.0:
             raise ValueError("theta0 must be < 1 with surface model B (its OCP diverges at 1); try 1 - 1e-4")
         kinetics = FilmResistance(r_NMC_ohm_m2, U0_V, k_V, temperature_K)
-    law = diffusivity.pop("diffusivity", "power_law")
+    law = diffusivity.pop("diffusivity", _D["diffusivity"])
     return Params(
         radius_m=radius_m,
         rate_mA_per_g=rate_mA_per_g,
@@ -198,26 +208,10 @@ _DIFFUSIVITY_NAMES = frozenset(inspect.signature(make_diffusivity).parameters) -
 #: Every keyword :func:`make_params` accepts.
 MAKE_PARAMS_NAMES = frozenset(inspect.signature(make_params).parameters) - {"diffusivity"} | _DIFFUSIVITY_NAMES
 
-#: Where each named scalar input lives in the Params pytree (None: a top-level field).
-_INPUT_LOCATION = {
-    "eta": "blocking",
-    "blocked_fraction": "blocking",
-    "arc_center_rad": "blocking",
-    "D_hi_m2_per_s": "diffusivity",
-    "theta_ref": "diffusivity",
-    "exponent": "diffusivity",
-    "D_floor_m2_per_s": "diffusivity",
-    "D_m2_per_s": "diffusivity",
-    "D_low_m2_per_s": "diffusivity",
-    "theta_dip": "diffusivity",
-    "width": "diffusivity",
-    "r_NMC_ohm_m2": "kinetics",
-    "U0_V": "kinetics",
-    "k_V": "kinetics",
-    "temperature_K": "kinetics",
-    "molar_mass_g_per_mol": "material",
-    "density_kg_per_m3": "material",
-}
+#: Where each scalar input lives in the Params pytree: ``(group or None for a top-level field, field name)``, from the
+#: catalogue's ``params_path`` (``dip_width`` is ``LowThetaDip.width``; ``width`` is accepted as its field name).
+_INPUT_LOCATION = {name: (e.group, e.field) for name, e in INPUTS.items() if e.kind == "scalar"}
+_INPUT_LOCATION["width"] = _INPUT_LOCATION["dip_width"]
 
 
 def replace(params: Params, **inputs) -> Params:
@@ -231,19 +225,22 @@ def replace(params: Params, **inputs) -> Params:
 
     Names are those of :func:`make_params` (``eta``, ``blocked_fraction``, ``arc_center_rad``, ``radius_m``,
     ``rate_mA_per_g``, ``theta0``, ``D_hi_m2_per_s``, ``r_NMC_ohm_m2``, ...); an input the parameters' D law or
-    surface model does not have raises ``ValueError``. With the low-theta dip, the base law's inputs
-    (``D_hi_m2_per_s``, ...) are replaced inside the base law; the dip's own width is ``width``.
+    surface model does not have raises ``ValueError``; so does an array input (``extra_arcs``, ``table_theta``, ...:
+    build new parameters with :func:`make_params`). With the low-theta dip, the base law's inputs
+    (``D_hi_m2_per_s``, ...) are replaced inside the base law; the dip's width is ``dip_width`` (or ``width``).
     """
     groups: dict[str, dict] = {}
     top = {}
     for name, value in inputs.items():
-        location = _INPUT_LOCATION.get(name)
+        if name not in _INPUT_LOCATION:
+            kind = INPUTS[name].kind if name in INPUTS else None
+            raise ValueError(f"unknown input {name!r}" if kind is None else
+                             f"input {name!r} ({kind}) cannot be replaced; build new parameters with make_params")
+        location, field = _INPUT_LOCATION[name]
         if location is None:
-            if name not in {f.name for f in dataclasses.fields(Params)}:
-                raise ValueError(f"unknown input {name!r}")
-            top[name] = value
+            top[field] = value
         else:
-            groups.setdefault(location, {})[name] = value
+            groups.setdefault(location, {})[field] = value
     for location, values in groups.items():
         top[location] = _replace_in(getattr(params, location), values, location)
     return dataclasses.replace(params, **top)
@@ -263,7 +260,7 @@ def _replace_in(obj, values, location):
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Outputs of one simulation with physical units (a thin wrapper around :class:`~fluxsim.solver.Solution`).
+    """Outputs of one simulation with physical units (a thin wrapper around :class:`~fluxsim.core.solution.Solution`).
 
     Attributes:
         solution: the raw arrays (numpy).
@@ -301,7 +298,7 @@ class Result:
         return np.asarray(outputs.spread(self.solution))
 
     def series(self, name: str) -> np.ndarray:
-        """Any saved series of :class:`~fluxsim.solver.Solution` by name (e.g. ``"mean_theta"``)."""
+        """Any saved series of :class:`~fluxsim.core.solution.Solution` by name (e.g. ``"mean_theta"``)."""
         return np.asarray(getattr(self.solution, name))
 
     def at(self, name: str, times_s) -> np.ndarray:
@@ -391,6 +388,7 @@ def run(
         A :class:`Result`.
     """
     check_names(physical, MAKE_PARAMS_NAMES, "fluxsim.run", MAKE_PARAMS_NAMES | _RUN_NAMES)
+    enable_float64()  # the one-call front door runs in float64 (fluxsim.precision)
     params = make_params(**physical)
     protocol = check_protocol((Charge(),) if protocol is None else protocol)
     if numerics is not None and not isinstance(numerics, Numerics):

@@ -1,7 +1,7 @@
 """Inverse fitting: surface-blocking parameters from microscopy asymmetry measurements (issue 4).
 
 Given measured core offsets d(t) (and optionally the offset direction and the core area fraction) of one particle
-charged at several rates (:mod:`fluxsim.observations`), :func:`fit` finds the model inputs that minimise the weighted
+charged at several rates (:mod:`fluxsim.io.observations`), :func:`fit` finds the model inputs that minimise the weighted
 least-squares misfit
 
     chi2(p) = sum_i ((model_i(p) - data_i) / sigma_i) ** 2
@@ -21,7 +21,7 @@ input                 unit         reparameterisation                   multi-st
 ``arc_center_rad``    rad          none (an angle)                      [0, 2 pi)
 ``D_hi_m2_per_s``     m2 s-1       log                                  start x [0.3, 3]
 ``radius_m``          m            log                                  start x [0.8, 1.25]
-``r_NMC_ohm_m2``      Ohm m2       log (model B only)                   [0.02, 0.1] (physics.md tested range)
+``r_NMC_ohm_m2``      ohm m2       log (model B only)                   [0.02, 0.1] (docs/model.md, tested range)
 ====================  ===========  ===================================  ==========================================
 
 Residuals, per measurement (``sigma`` from the file, else ``DEFAULT_D_SIGMA_NM`` / ``DEFAULT_CORE_FRACTION_SIGMA``
@@ -32,8 +32,8 @@ with the covariance then scaled by the reduced chi2, as ``scipy.optimize.curve_f
   offset without changing |d|);
 * with a core fraction: (model fraction - measured fraction) / sigma_f.
 
-The model uses the *smooth* core metrics (:func:`fluxsim.metrics.smooth_core`), so the misfit is smooth in every
-input. After the model's core has vanished its offset is held at its last value.
+The model uses the *smooth* core metrics (:func:`~fluxsim.core.polar.metrics.smooth_core`), so the misfit is smooth
+in every input. After the model's core has vanished its offset is held at its last value.
 
 Performance (all rates of a particle in one vmapped batch, every solver call jit-compiled once per problem shape):
 
@@ -57,7 +57,8 @@ Performance (all rates of a particle in one vmapped batch, every solver call jit
 
 Example (notebook)::
 
-    from fluxsim import fit, observations
+    from fluxsim import fit
+    from fluxsim.io import observations
     obs = observations.read_csv("particle_A.csv")
     result = fit.fit(obs, ["eta", "arc_center_rad"], blocked_fraction=0.25)
     print(result)                       # table of estimates, standard errors, correlations, warnings
@@ -81,12 +82,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import fluxsim
-from fluxsim import checks, outputs
-from fluxsim import observations as obs_mod
+from fluxsim._version import __version__
 from fluxsim.api import make_params, replace
-from fluxsim.protocol import Charge
-from fluxsim.solver import Numerics, Params, simulate
+from fluxsim.core import outputs
+from fluxsim.core.cache import CompileCache
+from fluxsim.core.polar.solver import Numerics, simulate
+from fluxsim.io import observations as obs_mod
+from fluxsim.model import catalogue, checks
+from fluxsim.model.params import Params
+from fluxsim.model.protocol import Charge
 
 #: Static length [s] of the simulated window of every time-rescaled series (its value does not change results).
 CANONICAL_HORIZON_S = 1000.0
@@ -108,39 +112,23 @@ UNIDENTIFIABLE_CONDITION = 1e10
 #: Optimisers of :func:`fit`: Levenberg-Marquardt on the residuals (default), optax L-BFGS and adam on chi2.
 METHODS = ("lm", "lbfgs", "adam")
 
+#: The owner of the fit's compiled executables (by function, static settings and argument shapes).
+EXECUTABLES = CompileCache("fit executables")
 #: Every compilation the fit performed: (function, problem key, seconds). Tests use it to check for recompiles.
-COMPILE_LOG: list[tuple[str, Any, float]] = []
+COMPILE_LOG = EXECUTABLES.log
 
 
 class IdentifiabilityWarning(UserWarning):
     """The data cannot determine a fitted parameter (near-singular Gauss-Newton Hessian or huge standard error)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Fittable:
-    """A fittable input: its unit, transform and multi-start sample range."""
-
-    unit: str
-    transform: str  # "logit" | "log" | "identity"
-    sample: tuple[float, float]
-    relative_sample: bool = False  # sample range is relative to the start value
-    default_start: float | None = None  # None: the base parameters' value
-
-
-FITTABLE: dict[str, Fittable] = {
-    "eta": Fittable("1", "logit", (0.05, 0.95), default_start=0.5),
-    "blocked_fraction": Fittable("1", "logit", (0.05, 0.6)),
-    "arc_center_rad": Fittable("rad", "identity", (0.0, 2 * math.pi)),
-    "D_hi_m2_per_s": Fittable("m2 s-1", "log", (0.3, 3.0), relative_sample=True),
-    "radius_m": Fittable("m", "log", (0.8, 1.25), relative_sample=True),
-    "r_NMC_ohm_m2": Fittable("Ohm m2", "log", (0.02, 0.1)),
-}
+#: The inputs that can be fitted, with their unit and transform (:class:`fluxsim.model.catalogue.Fit`).
+FITTABLE = catalogue.FITTABLE
 
 
 def _transform(name: str, model: str) -> str:
-    if name == "eta" and model == "B":
-        return "log"  # model B allows eta > 1 (a better-conducting film)
-    return FITTABLE[name].transform
+    """``"logit"``, ``"log"`` or ``"identity"``: the catalogue's, under surface model ``model``."""
+    return FITTABLE[name].fit.transform_for(model)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -393,9 +381,6 @@ def _step(u, state, extra: Extra, *, problem: Problem, spec: OptimiserSpec):
     return optax.apply_updates(u, updates), state, value, grad
 
 
-_EXECUTABLES: dict = {}
-
-
 def _signature(args) -> tuple:
     leaves, tree = jax.tree.flatten(args)
     return tree, tuple((np.shape(x), np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)) for x in leaves)
@@ -404,14 +389,8 @@ def _signature(args) -> tuple:
 def _compiled(fn, args, **static):
     """Ahead-of-time compiled ``fn`` for these argument shapes and static settings (cached; logged)."""
     key = (fn.__name__, tuple(sorted(static.items())), _signature(args))
-    exe = _EXECUTABLES.get(key)
-    if exe is None:
-        start = time.perf_counter()
-        exe = jax.jit(fn, static_argnames=tuple(static)).lower(*args, **static).compile()
-        seconds = time.perf_counter() - start
-        COMPILE_LOG.append((fn.__name__, key, seconds))
-        _EXECUTABLES[key] = exe
-    return exe
+    return EXECUTABLES.get_or_compile(
+        key, lambda: jax.jit(fn, static_argnames=tuple(static)).lower(*args, **static).compile(), fn.__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -448,7 +427,7 @@ class FitResult:
         profile: chi2 along eta (``{"eta": [...], "chi2": [...], "mode": ...}``) or None.
         warnings: identifiability and convergence warnings.
         timings: ``compile_s`` (ahead-of-time compilations), ``run_s`` (everything else) and ``total_s``.
-        params: the fitted :class:`~fluxsim.solver.Params` (base inputs with the estimates).
+        params: the fitted :class:`~fluxsim.model.params.Params` (base inputs with the estimates).
         inputs: the fixed inputs of the model, for the report.
         observations: the data.
         curves: the model series at the optimum (numpy :class:`Curves`), ``(S, T)``.
@@ -490,7 +469,7 @@ class FitResult:
     def to_dict(self) -> dict:
         """The report as plain Python (what :meth:`to_json` writes)."""
         return _json_ready({
-            "fluxsim_version": fluxsim.__version__,
+            "fluxsim_version": __version__,
             "observations": self.observations.source,
             "particles": self.observations.particles,
             "rates_mA_per_g": self.observations.rates_mA_per_g,
@@ -577,7 +556,7 @@ class FitResult:
         if self.profile is not None:
             data_vars["profile_eta"] = var(("profile_point",), self.profile["eta"], "1", "eta along the profile")
             data_vars["profile_chi2"] = var(("profile_point",), self.profile["chi2"], "1", "chi2 along the profile")
-        attrs = {"fluxsim_version": fluxsim.__version__, "fit_report": self.to_json(indent=None),
+        attrs = {"fluxsim_version": __version__, "fit_report": self.to_json(indent=None),
                  "title": "fluxsim fit: data against the fitted model"}
         return xr.Dataset(data_vars, coords, attrs)
 
@@ -796,11 +775,11 @@ def fit(
     """Fit model inputs to the core-offset measurements of one particle.
 
     Args:
-        observations: :class:`~fluxsim.observations.Observations` of one particle, or a CSV path.
+        observations: :class:`~fluxsim.io.observations.Observations` of one particle, or a CSV path.
         params: the inputs to fit, any of ``eta``, ``blocked_fraction``, ``arc_center_rad``, ``D_hi_m2_per_s``,
             ``radius_m``, ``r_NMC_ohm_m2`` (model B); a comma-separated string is accepted.
         model: surface model ``"A"`` (default) or ``"B"``; taken from ``base`` when given.
-        base: the fixed inputs as :class:`~fluxsim.solver.Params` (from :func:`fluxsim.api.make_params`); default:
+        base: the fixed inputs as :class:`~fluxsim.model.params.Params` (from :func:`fluxsim.api.make_params`); default:
             ``make_params(surface_model=model, radius_m=<from the data>, **inputs)``.
         start: start values of fitted inputs (default: ``inputs``, else ``eta`` = 0.5 and the base's values).
         numerics: discretisation of the model (default :data:`DEFAULT_NUMERICS`).
@@ -857,8 +836,8 @@ def fit(
         for n in names:
             if n in kwargs:
                 start.setdefault(n, kwargs[n])
-            elif FITTABLE[n].default_start is not None:
-                kwargs[n] = FITTABLE[n].default_start
+            elif FITTABLE[n].fit.default_start is not None:
+                kwargs[n] = FITTABLE[n].fit.default_start
         radius = observations.radius_m.get(particle)
         if radius is not None and "radius_m" not in kwargs:
             kwargs["radius_m"] = radius
@@ -924,10 +903,10 @@ def fit(
     for row in sample:
         values = {}
         for j, n in enumerate(names):
-            lo, hi = FITTABLE[n].sample
+            lo, hi = FITTABLE[n].fit.sample
             if n == "eta" and model == "B":
                 lo, hi = 0.05, 1.0
-            if FITTABLE[n].relative_sample:
+            if FITTABLE[n].fit.relative_sample:
                 values[n] = start[n] * math.exp(math.log(lo) + row[j] * (math.log(hi) - math.log(lo)))
             elif transforms[j] == "log":
                 values[n] = math.exp(math.log(lo) + row[j] * (math.log(hi) - math.log(lo)))

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-from fluxsim import config
+import fluxsim
+from fluxsim.app import config, hydra_glue
+
+fluxsim.enable_float64()  # test jobs run in float64, like the app (also in the subprocesses that import this)
 
 REPO = Path(__file__).resolve().parent.parent
 CONF_DIR = str(REPO / "conf")
@@ -35,7 +38,7 @@ TEN_POINTS = "[" + ",".join(
 
 def compose_cfg(overrides=(), return_hydra_config=False):
     """The composed DictConfig for ``overrides`` (hydra compose API)."""
-    config.register_resolvers()
+    hydra_glue.register_resolvers()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 

@@ -3,8 +3,8 @@
 import jax
 import numpy as np
 
-from fluxsim.protocol import Charge
-from fluxsim.solver import simulate
+from fluxsim.core.polar.solver import simulate
+from fluxsim.model.protocol import Charge
 
 
 def stack(params_list):

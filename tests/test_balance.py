@@ -1,4 +1,4 @@
-"""Li balance: the mean occupancy falls at exactly I / (3600 Q_th) (physics.md section 7, behaviour 1)."""
+"""Li balance: the mean occupancy falls at exactly I / (3600 Q_th) (docs/model.md section 7, behaviour 1)."""
 
 import math
 
@@ -8,7 +8,7 @@ from helpers import batched, stack, unbatch
 
 import fluxsim
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge, Rest
+from fluxsim.model.protocol import Charge, Rest
 
 NUMERICS = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
 

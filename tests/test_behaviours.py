@@ -1,4 +1,4 @@
-"""The behaviours a correct solver must reproduce (physics.md section 7), at the coarse CI resolution.
+"""The behaviours a correct solver must reproduce (docs/model.md section 7), at the coarse CI resolution.
 
 Indicative numbers are +-10 % targets (confirmed there by a converged finite-element solution); orderings and
 trends are asserted exactly. Behaviour 1 (Li balance) is tests/test_balance.py; the measured values quoted in the
@@ -14,7 +14,7 @@ from helpers import batched, stack, unbatch
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge, Rest
+from fluxsim.model.protocol import Charge, Rest
 
 NUMERICS = fluxsim.Numerics(**COARSE)
 FIG4 = [(1.0, 0.0), (0.7, 0.25), (0.3, 0.25), (0.3, 0.5)]  # cases (a)-(d) at 100 mA/g

@@ -16,7 +16,7 @@ from scipy.special import j0, jn_zeros
 
 import fluxsim
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge
+from fluxsim.model.protocol import Charge
 
 D = 1e-16
 DURATION_S = 5000.0

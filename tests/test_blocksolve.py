@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fluxsim.blocksolve` against dense numpy linear algebra.
+"""Unit tests of :mod:`fluxsim.core.polar.blocksolve` against dense numpy linear algebra.
 
 The test matrices are random, symmetric (apart from the rank-one term) and strictly diagonally dominant by a margin
 of at least 0.5, so they are well conditioned (``cond_inf`` ~ 5-20, computed in every test). Every solve is checked
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim import blocksolve
+from fluxsim.core.polar import blocksolve
 
 EPS = np.finfo(float).eps
 SHAPES = [(8, 1), (8, 5), (3, 2)]

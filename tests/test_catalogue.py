@@ -1,4 +1,4 @@
-"""fluxsim.catalogue agrees with every table that today states a fact about an input (issue 10).
+"""fluxsim.model.catalogue agrees with every table that today states a fact about an input (issue 10).
 
 Until validation, config, store attributes, fits and the README read the catalogue, these tests hold the scattered
 copies to it: the defaults of ``make_params`` / ``make_diffusivity`` and of the ``Params`` pytree classes, the config
@@ -23,19 +23,18 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from fluxsim import api, catalogue, config, fit, images, solver
-from fluxsim.catalogue import CONSTANT, DIP, INPUTS, MODEL_A, MODEL_B, POWER_LAW, TABULATED
+from fluxsim import api, fit
+from fluxsim.app import config
+from fluxsim.core.polar import solver
+from fluxsim.imaging import images
+from fluxsim.model import catalogue
+from fluxsim.model.catalogue import CONSTANT, DIP, INPUTS, MODEL_A, MODEL_B, POWER_LAW, TABULATED
 
 ROOT = Path(__file__).resolve().parent.parent
 
 #: Known disagreements between the catalogue and today's code (see the report of issue 10).
-KNOWN = {
-    # the README writes "-" (no restriction) where the catalogue asks for a finite value.
-    "readme:theta_dip": "README allowed column says '-' for theta_dip; the catalogue says finite",
-    # api.replace knows the dip width by its field name only.
-    "replace:dip_width": "api.replace(params, dip_width=...) raises; _INPUT_LOCATION lists the field name 'width'",
-}
-#: Disagreements that issue 9's validation module (fluxsim/checks.py) removes: make_params checks no range for these,
+KNOWN: dict[str, str] = {}
+#: Disagreements that issue 9's validation module (model/checks.py) removes: make_params checks no range for these,
 #: so NaN (and +-inf) pass silently. Expected failures exactly while that module is absent.
 KNOWN_BEFORE_CHECKS = {
     "range:U0_V": "make_params does not check U0_V (README: finite)",
@@ -43,7 +42,7 @@ KNOWN_BEFORE_CHECKS = {
     "range:theta_dip": "make_params does not check theta_dip (NaN / inf accepted)",
     "range:voltage_cut_V": "make_params does not check voltage_cut_V (NaN accepted: the cut-off silently never fires)",
 }
-_HAVE_CHECKS = importlib.util.find_spec("fluxsim.checks") is not None
+_HAVE_CHECKS = importlib.util.find_spec("fluxsim.model.checks") is not None
 
 
 def _xfail_known(key):
@@ -89,7 +88,7 @@ def _models(entry):
 # ---------------------------------------------------------------------------------------------------------------
 def test_import_is_pure_python():
     """The catalogue imports only the standard library (no jax, numpy, hydra or xarray): every layer reads it."""
-    tree = ast.parse((ROOT / "fluxsim" / "catalogue.py").read_text())
+    tree = ast.parse((ROOT / "fluxsim" / "model" / "catalogue.py").read_text())
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
@@ -139,8 +138,7 @@ def test_config_keys_match():
 def test_law_and_model_membership_match_config_checks():
     assert set(catalogue.applying_to(POWER_LAW)) == config._LAW_INPUTS["power_law"]
     assert set(catalogue.applying_to(CONSTANT)) == config._LAW_INPUTS["constant"]
-    tables = {"table_theta", "table_D_m2_per_s"}  # config checks only scalars; the tables are arrays
-    assert set(catalogue.applying_to(TABULATED)) - tables == config._LAW_INPUTS["tabulated"]
+    assert set(catalogue.applying_to(TABULATED)) == config._LAW_INPUTS["tabulated"]
     assert set(catalogue.applying_to(DIP)) == config._DIP_INPUTS
     assert set(catalogue.applying_to(MODEL_B)) == config._MODEL_B_INPUTS
     assert catalogue.applying_to(MODEL_A) == ("flux_normalisation",)
@@ -248,9 +246,15 @@ def test_structural_choices_pick_the_pytree_classes():
         "voltage_cut_V", "blocking", "diffusivity", "kinetics", "material"]
 
 
-def test_input_location_table_matches():
-    expected = {e.field: e.group for e in INPUTS.values() if e.kind == "scalar" and e.group}
-    assert api._INPUT_LOCATION == expected
+def test_replace_refuses_array_inputs():
+    params = api.make_params(extra_arcs=[[0.0, 0.1, 0.5]])
+    with pytest.raises(ValueError, match="'extra_arcs' .* cannot be replaced"):
+        api.replace(params, extra_arcs=[[0.0, 0.2, 0.5]])
+
+
+def test_replace_knows_the_dip_width_by_both_names():
+    params = api.make_params(low_theta_dip=True)
+    assert api.replace(params, dip_width=0.07).diffusivity.width == api.replace(params, width=0.07).diffusivity.width
 
 
 @pytest.mark.parametrize("name", [
@@ -303,14 +307,11 @@ def test_inf_is_a_value_only_where_the_catalogue_says():
 # fit
 # ---------------------------------------------------------------------------------------------------------------
 def test_fit_transforms_match():
-    assert set(fit.FITTABLE) == set(catalogue.FITTABLE)
-    for name, spec in fit.FITTABLE.items():
-        entry = INPUTS[name]
-        assert spec.unit.replace("Ohm", "ohm") == entry.unit, name  # fit writes "Ohm m2", the store "ohm m2"
-        assert (spec.transform, tuple(spec.sample), spec.relative_sample, spec.default_start) == (
-            entry.fit.transform, entry.fit.sample, entry.fit.relative_sample, entry.fit.default_start), name
-        for model in ("A", "B"):
-            assert fit._transform(name, model) == entry.fit.transform_for(model), (name, model)
+    assert fit.FITTABLE is catalogue.FITTABLE
+    assert {n: fit._transform(n, "B") for n in fit.FITTABLE}["eta"] == "log"  # model B: eta may exceed 1
+    assert {n: fit._transform(n, "A") for n in fit.FITTABLE} == {
+        "radius_m": "log", "eta": "logit", "blocked_fraction": "logit", "arc_center_rad": "identity",
+        "r_NMC_ohm_m2": "log", "D_hi_m2_per_s": "log"}
 
 
 def test_other_copies_of_theta_core():
@@ -405,8 +406,36 @@ def test_readme_row_matches(row):
             assert cell == "bool"
 
 
-@pytest.mark.parametrize("key", [pytest.param(k, marks=_xfail_known(k)) for k in KNOWN if k.startswith("readme:")])
-def test_readme_known_disagreement(key):
-    name = key.split(":", 1)[1]
-    (row,) = [r for r in _readme_rows() if name in r[0]]
-    assert INPUTS[name].range.text() in _per_name(row[3], row[0])[name]
+# ---------------------------------------------------------------------------------------------------------------
+# store attributes and the inputs a store's reader returns
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides", [["sweep=fig5b"], ["preset=fig5d"]])
+def test_store_coordinates_carry_the_catalogue_units_and_long_names(overrides):
+    from app_support import load_job
+
+    from fluxsim.io import store
+
+    job = load_job(overrides)
+    coords = store.coordinates(job)
+    swept = [n for n in coords if n in INPUTS]
+    assert swept, coords.keys()
+    for name in swept:
+        assert (coords[name].attrs["units"], coords[name].attrs["long_name"]) == (
+            INPUTS[name].unit, INPUTS[name].long_name), name
+
+
+def test_store_reader_returns_the_config_value_else_the_catalogue_default():
+    import xarray as xr
+    from app_support import load_job
+
+    from fluxsim.io import store
+
+    job = load_job(["surface.eta=0.3", "output.theta_core=0.95"])
+    ds = xr.Dataset(attrs={"config": job.config_yaml})
+    assert store.stored_input(ds, "eta") == 0.3
+    assert store.stored_input(ds, "theta_core") == 0.95
+    for name, entry in INPUTS.items():
+        if entry.kind == "scalar":
+            given = job.base_inputs.get(name)
+            expected = entry.default if given is None else given
+            assert store.stored_input(ds, name) == pytest.approx(expected), name

@@ -6,8 +6,8 @@ import pytest
 from app_support import TINY, load_job
 from app_support import run_fluxsim as _fluxsim
 
-from fluxsim import store
-from fluxsim.cli import _overridden_by_sweep
+from fluxsim.app.cli import _overridden_by_sweep
+from fluxsim.io import store
 
 
 @pytest.mark.xdist_group("fig4_tiny")  # shares its compiled program with tests/test_presets.py (fig4)

@@ -1,4 +1,4 @@
-"""conf/ and sweeps/ compose in every option, and fluxsim.config validates it into typed objects before any compute."""
+"""conf/ and sweeps/ compose in every option, and app.config validates it into typed objects before any compute."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 from app_support import CONF_DIR, TINY, compose_cfg, load_job
 from omegaconf import OmegaConf
 
-from fluxsim import config
 from fluxsim.api import make_diffusivity, make_params
-from fluxsim.protocol import Charge, Rest
+from fluxsim.app import config, hydra_glue
+from fluxsim.model.protocol import Charge, Rest
 
 #: Config group -> its folder: the groups of conf/, and the preset studies of sweeps/ (group ``preset``).
 GROUP_DIRS = {p.name: p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"}
-GROUP_DIRS.update({p.name: p for p in config.SWEEPS_DIR.iterdir() if p.is_dir()})
+GROUP_DIRS.update({p.name: p for p in hydra_glue.SWEEPS_DIR.iterdir() if p.is_dir()})
 GROUPS = sorted(GROUP_DIRS)
 
 
@@ -142,22 +142,22 @@ def test_invalid_configs_name_the_parameter(overrides, message):
 
 
 def test_hash_tracks_results_not_runtime():
-    base = config.config_hash(compose_cfg(TINY))
-    assert config.config_hash(compose_cfg([*TINY, "runtime.progress=true", "output.plots=false"])) == base
-    assert config.config_hash(compose_cfg([*TINY, "output.store=/tmp/x.zarr"])) == base
-    assert config.config_hash(compose_cfg([*TINY, "surface.arc_center_rad=1.0"])) != base
-    assert config.config_hash(compose_cfg([*TINY, "numerics.n_steps=80"])) != base
+    base = hydra_glue.config_hash(compose_cfg(TINY))
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "runtime.progress=true", "output.plots=false"])) == base
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "output.store=/tmp/x.zarr"])) == base
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "surface.arc_center_rad=1.0"])) != base
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "numerics.n_steps=80"])) != base
     job = load_job()
     assert "runtime" not in job.identity_yaml and "runtime" in job.config_yaml
 
 
 def test_shards_and_auto_chunks():
     """``sweep.shard`` picks a job's blocks but not its results: every shard has the study's hash (one folder, one
-    store); ``chunk_size: auto`` is resolved at run time (fluxsim.sweep.auto_chunk_size)."""
+    store); ``chunk_size: auto`` is resolved at run time (fluxsim.study.plan.auto_chunk_size)."""
     job = load_job(["sweep=fig5b", "sweep.shard=1/3"])
     assert job.sweep.shard == (1, 3) and job.sweep.chunk_size == 4
-    base = config.config_hash(compose_cfg([*TINY, "sweep=fig5b"]))
-    assert config.config_hash(compose_cfg([*TINY, "sweep=fig5b", "sweep.shard=1/3"])) == job.config_hash == base
+    base = hydra_glue.config_hash(compose_cfg([*TINY, "sweep=fig5b"]))
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "sweep=fig5b", "sweep.shard=1/3"])) == job.config_hash == base
     assert load_job(["sweep.shard=0/1"]).sweep.shard is None
     cfg = compose_cfg([*TINY, "sweep=fig5b", "sweep.shard=1/3"], return_hydra_config=True)
     assert cfg.hydra.output_subdir == ".hydra-shard1of3"  # each shard's own record in the shared folder
@@ -170,8 +170,8 @@ def test_shards_and_auto_chunks():
     resolved = auto.sweep.with_chunk_size(6)
     assert resolved.chunk_shape == (1, 1, 4) and resolved.chunk_size == 6
     assert auto.sweep.with_chunk_shape([1, 3, 2]).chunk_size == 6
-    assert config.config_hash(compose_cfg([*TINY, "sweep.chunk_size=auto", "runtime.memory_budget_gb=8"])) == \
-        config.config_hash(compose_cfg([*TINY, "sweep.chunk_size=auto"]))  # the budget is runtime
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "sweep.chunk_size=auto", "runtime.memory_budget_gb=8"])) == \
+        hydra_glue.config_hash(compose_cfg([*TINY, "sweep.chunk_size=auto"]))  # the budget is runtime
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Unit tests of the D(theta) laws of :mod:`fluxsim.diffusivity` and their Kirchhoff potentials.
+"""Unit tests of the D(theta) laws of :mod:`fluxsim.model.diffusivity` and their Kirchhoff potentials.
 
 Reference integrals come from ``scipy.integrate.quad`` (adaptive Gauss-Kronrod, ``epsrel = 1e-13``, breakpoints at
 the laws' kinks), independent of the closed forms / quadratures inside fluxsim.
@@ -24,7 +24,7 @@ import pytest
 from scipy.integrate import quad
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
+from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
 
 EPS = np.finfo(float).eps
 PANEL = 1.0 / 128  # the dip's fixed Gauss-Legendre panel width
@@ -76,8 +76,8 @@ def _compiled(name):
     return jax.jit(jax.vmap(law.__call__)), jax.jit(jax.vmap(law.kirchhoff)), jax.jit(jax.vmap(jax.grad(law.kirchhoff)))
 
 
-def test_power_law_matches_physics_md_values():
-    """physics.md section 4: D(0.85) = 4.2e-15, D(0.90) = 1.25e-15, D(0.95) = 1.6e-16, D(0.99) = 1.3e-18 with the
+def test_power_law_matches_model_md_values():
+    """docs/model.md section 4: D(0.85) = 4.2e-15, D(0.90) = 1.25e-15, D(0.95) = 1.6e-16, D(0.99) = 1.3e-18 with the
     default parameters, each to the digits given (within half a unit of the last quoted digit)."""
     law = PowerLaw()
     quoted = [(0.85, "4.2e-15"), (0.90, "1.25e-15"), (0.95, "1.6e-16"), (0.99, "1.3e-18")]
@@ -273,7 +273,7 @@ def test_tabulated_parameter_gradients():
 
 def test_dip_matches_its_formula():
     """LowThetaDip: log D = (1 - s) log D_base + s log D_low, s = 1 / (1 + exp((theta - theta_dip) / width))
-    (physics.md section 4), evaluated independently in numpy (rounding: exp of an argument ~ -35 carries 35 eps,
+    (docs/model.md section 4), evaluated independently in numpy (rounding: exp of an argument ~ -35 carries 35 eps,
     so 64 * 35 eps). At theta_dip (s = 1/2) D is the geometric mean; far above the dip D -> D_base."""
     law = LAWS["dip_power_law"]
     d, _, _ = _compiled("dip_power_law")

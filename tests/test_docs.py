@@ -13,7 +13,7 @@ Conventions in README.md and docs/*.md (this module is their only definition):
   python block may not claim a printed value in a comment (``print(x)  # = 0.978``): show it as a doc test.
 * **Commands**: every ``fluxsim`` command line in a fenced block, and every inline ```fluxsim ...``` code span, is
   checked without compute: hydra overrides compose through the compose API (``-m`` sweeps expanded, one compose per
-  combination) and validate with ``fluxsim.config.load`` (the first and the last combination); ``fluxsim fit``
+  combination) and validate with ``fluxsim.app.config.load`` (the first and the last combination); ``fluxsim fit``
   lines parse with its argparse parser. Synopsis lines (a token in ``[...]`` or an upper-case placeholder) and
   commands naming a path placeholder (``<hash>``) are checked for their sub-command only. A command in a fenced
   block (an example to paste) must also validate without a logged or Python warning and without overriding what its
@@ -43,7 +43,7 @@ import yaml
 from app_support import CACHE_DIR, REPO, compose_cfg, run_python
 
 import fluxsim
-from fluxsim import config
+from fluxsim.app import config, hydra_glue
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SLOW_MARKER = "<!-- doctest: slow -->"
@@ -219,17 +219,17 @@ def test_the_docs_have_commands():
 def test_documented_command_is_valid(where, line, fenced, caplog):
     words = _words(line)
     if words and words[0] in SUBCOMMANDS:
-        from fluxsim import cli
+        from fluxsim.app import cli
 
         assert f'"{words[0]}"' in Path(cli.__file__).read_text(), f"{where}: no sub-command {line}"
         if words[0] == "fit" and len(words) > 1 and not any(_is_placeholder(w) for w in words):
-            from fluxsim import fit_cli
+            from fluxsim.app import fit_cli
 
             fit_cli.build_parser().parse_args(words[1:])  # argparse exits (SystemExit) on a bad option
         return
     if any(_is_placeholder(w) for w in words):
         pytest.fail(f"{where}: placeholder in a hydra command line: {line}")
-    from fluxsim import cli
+    from fluxsim.app import cli
 
     jobs = _hydra_jobs(words)
     for i, overrides in enumerate(jobs):
@@ -298,7 +298,7 @@ def test_documented_run_folder_is_the_default_jobs_folder():
     """docs/cli.md shows the folder ``fluxsim`` prints for the default job: its hash is today's config hash."""
     text = (REPO / "docs" / "cli.md").read_text()
     shown = set(re.findall(r"outputs/fig4/([0-9a-f]{12})/", text))
-    assert shown == {config.config_hash(compose_cfg([]))}
+    assert shown == {hydra_glue.config_hash(compose_cfg([]))}
 
 
 #: A documented refusal: an inline override, an arrow and the quoted message (`surface.eta=abc` → "...").

@@ -1,7 +1,7 @@
 """Bad input through the Python API (``fluxsim.run``, ``fluxsim.fit.fit``) and ``fluxsim fit`` (issue 9).
 
 Every refusal names the parameter and the allowed values or range, comes from the one format of
-:mod:`fluxsim.checks`, and happens before any XLA compilation. The command line (``fluxsim fit``) exits with 2 and
+:mod:`fluxsim.model.checks`, and happens before any XLA compilation. The command line (``fluxsim fit``) exits with 2 and
 prints the message on stderr, without a traceback.
 """
 
@@ -15,10 +15,12 @@ import pytest
 from app_support import load_job
 
 import fluxsim
-from fluxsim import api, checks, config, fit_cli
+from fluxsim import api
 from fluxsim import fit as fit_mod
-from fluxsim import observations as obs
-from fluxsim.solver import Numerics
+from fluxsim.app import config, fit_cli
+from fluxsim.core.polar.solver import Numerics
+from fluxsim.io import observations as obs
+from fluxsim.model import checks
 
 COMPILES: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from fluxsim import fit as F
-from fluxsim import observations as obs_mod
 from fluxsim.api import make_params
-from fluxsim.solver import Numerics
+from fluxsim.core.polar.solver import Numerics
+from fluxsim.io import observations as obs_mod
 
 NUM = Numerics(nr=12, nphi=48, n_steps=48)
 RATES = (50.0, 100.0, 200.0, 400.0)

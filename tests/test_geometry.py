@@ -1,4 +1,4 @@
-"""Unit tests of :class:`fluxsim.geometry.PolarGrid`: control volumes, conductances, dual arcs, triangulation.
+"""Unit tests of :class:`fluxsim.core.polar.grid.PolarGrid`: control volumes, conductances, dual arcs, triangulation.
 
 Everything here is plain numpy, so the tolerances are float64 rounding: a sum of ``n`` terms of size ``|a|`` carries an
 error of at most about ``n * eps * |a|``; we allow a few ``eps`` times the sum of magnitudes.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import fluxsim  # noqa: F401  (enables float64, as everywhere else)
-from fluxsim.geometry import PolarGrid
+from fluxsim.core.polar.grid import PolarGrid
 
 EPS = np.finfo(float).eps
 GRIDS = [(2, 8), (5, 12), (8, 32), (16, 64), (13, 37)]

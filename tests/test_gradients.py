@@ -21,8 +21,8 @@ import pytest
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge
-from fluxsim.solver import simulate
+from fluxsim.core.polar.solver import simulate
+from fluxsim.model.protocol import Charge
 
 NUMERICS = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
 T = 600.0

@@ -1,13 +1,13 @@
-"""Image stacks (fluxsim.images): the paper's differential-intensity metrics, synthetic frames, files, image fit."""
+"""Image stacks (imaging.images): the paper's differential-intensity metrics, synthetic frames, files, image fit."""
 
 import numpy as np
 import pytest
 
 from fluxsim import fit as F
-from fluxsim import images as I
-from fluxsim import observations as obs_mod
 from fluxsim.api import make_params
-from fluxsim.solver import Numerics
+from fluxsim.core.polar.solver import Numerics
+from fluxsim.imaging import images as I
+from fluxsim.io import observations as obs_mod
 
 NUM = Numerics(nr=12, nphi=48, n_steps=48)
 RADIUS = 1.2e-6

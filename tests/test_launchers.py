@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from app_support import TINY, printed_folder, run_fluxsim
 
-from fluxsim import store
+from fluxsim.io import store
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'fluxsim[cluster]'")
 

@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fluxsim.metrics`: the Li-rich core (hard and smooth), the mean and the line cut.
+"""Unit tests of :mod:`fluxsim.core.polar.metrics`: the Li-rich core (hard and smooth), the mean and the line cut.
 
 Rounding model: the core moments are sums over ``ntri`` triangles of terms bounded by the triangle's area (times
 |x| <= 1), so their absolute rounding is below ``c ntri eps pi`` (we take c = 64); a centroid divides a moment by the
@@ -15,8 +15,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim import metrics
-from fluxsim.geometry import PolarGrid
+from fluxsim.core.polar import metrics
+from fluxsim.core import clipping
+from fluxsim.core.polar.grid import PolarGrid
 
 EPS = np.finfo(float).eps
 GRID = PolarGrid(8, 32)
@@ -194,7 +195,7 @@ def test_core_continuous_when_a_node_crosses_the_threshold():
 def test_front_sweep_moves_centroid_smoothly():
     """A straight front theta = x - s swept across the grid (91 positions, crossing every ring of nodes) moves the
     core centroid monotonically and by O(ds) per step, never by a grid spacing: the 'no jump' property of
-    physics.md section 6 along a path. For the core {x > s} of area A(s) and chord length L(s) <= 2,
+    docs/model.md section 6 along a path. For the core {x > s} of area A(s) and chord length L(s) <= 2,
     d(cx)/ds = L (cx - s) / A, so |d(cx)/ds| <= 4 / A, with A at the step's right end (A decreases with s)."""
     x, _ = GRID.xy
     shifts = np.linspace(-0.9, 0.9, 91)
@@ -253,7 +254,7 @@ def test_smooth_core_limit_and_derivatives():
     * the hard fraction (C1 in the nodal values) has finite reverse-mode gradients, non-negative in every nodal
       value, and raising the threshold shrinks the core."""
     theta, threshold, half_gap = _field_with_gap(3)
-    max_logit = np.max(np.abs(metrics._LOGIT))
+    max_logit = np.max(np.abs(clipping._LOGIT))
     widths = half_gap / max_logit * np.array([0.5, 0.25, 0.125])
     hard = np.array(core_of(GRID, theta, threshold))
     diffs = np.array([smooth_values(theta, threshold, w) - hard for w in widths])

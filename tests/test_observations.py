@@ -1,11 +1,11 @@
-"""The observations CSV format (fluxsim.observations): reading, checks with clear messages, round trips."""
+"""The observations CSV format (fluxsim.io.observations): reading, checks with clear messages, round trips."""
 
 import math
 
 import numpy as np
 import pytest
 
-from fluxsim import observations as obs
+from fluxsim.io import observations as obs
 
 GOOD = """particle,rate_mA_per_g,time_s,d_nm,d_sigma_nm,direction_deg,core_fraction,diameter_nm,note
 A,100,60,12.5,10,90,0.9,2400,first

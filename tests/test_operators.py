@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fluxsim.operators`: the finite-volume Laplacian, face diffusivities and the implicit operator.
+"""Unit tests of the polar operators: finite-volume Laplacian, face diffusivities and the implicit operator.
 
 Unknowns are ordered ``[centre, ring 1 (nphi), ..., ring nr (nphi)]`` when a field is flattened into a vector
 ("centre-summed" layout: the centre's equation is the sum of row 0, as the docstrings' split convention implies).
@@ -23,9 +23,8 @@ import pytest
 from scipy.special import jv, jvp
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim.diffusivity import PowerLaw
-from fluxsim.geometry import PolarGrid
-from fluxsim.operators import face_diffusivity, factor_operator, net_inflow, solve_operator
+from fluxsim.core.polar.grid import PolarGrid
+from fluxsim.core.polar.operators import factor_operator, net_inflow, solve_operator
 
 EPS = np.finfo(float).eps
 SMALL = PolarGrid(5, 12)
@@ -195,50 +194,6 @@ def test_laplacian_second_order_convergence():
         deviation = np.abs(orders - 2)
         assert deviation[1] < deviation[0], (field, errors, orders)  # the observed order tends to 2 ...
         assert deviation[1] < 0.1, (field, errors, orders)  # ... and is within O(h) = 0.1 of it for the finest pair
-
-
-# ---- face_diffusivity ----------------------------------------------------------------------------------------------
-def _exact_cubic_mean(a, b, law):
-    """Exact mean of D over [a, b] on the cubic branch: D_hi/g^3 (p^4 - q^4) / (4 (p - q)) + D_floor, p = 1 - a,
-    q = 1 - b, written without cancellation as D_hi/g^3 (p + q)(p^2 + q^2) / 4 + D_floor."""
-    p, q = 1 - a, 1 - b
-    g = 1 - law.theta_ref
-    return law.D_hi_m2_per_s / g**3 * (p + q) * (p * p + q * q) / 4 + law.D_floor_m2_per_s
-
-
-def test_face_diffusivity_is_exact_mean_on_cubic_branch():
-    """Two-point Gauss-Legendre is exact for cubics, so on theta_ref <= theta <= 1 every face coefficient equals the
-    exact mean of D over the occupancy interval between its two nodes (radial faces incl. the centre spokes, and
-    azimuthal faces with periodic wrap); equal end values give D itself. Rounding: each term a few eps."""
-    grid = SMALL
-    law = PowerLaw()
-    rng = np.random.default_rng(3)
-    theta = rng.uniform(0.8, 1.0, (grid.nr + 1, grid.nphi))
-    theta[0] = theta[0, 0]
-    theta[2, 3] = theta[2, 4]  # one azimuthal face with equal values
-    d_rad, d_az = (np.asarray(a) for a in jax.jit(face_diffusivity, static_argnums=0)(grid, jnp.asarray(theta), law))
-    ring = theta[1:]
-    np.testing.assert_allclose(d_rad, _exact_cubic_mean(theta[:-1], theta[1:], law), rtol=32 * EPS)
-    np.testing.assert_allclose(d_az, _exact_cubic_mean(ring, np.roll(ring, -1, axis=1), law), rtol=32 * EPS)
-    assert d_az[1, 3] == pytest.approx(float(law(theta[2, 3])), rel=32 * EPS)
-
-
-def test_face_diffusivity_symmetric_and_bounded():
-    """The face mean does not depend on the orientation of the face and lies between min and max of D over the
-    interval (here D is monotone, so between D at the two ends)."""
-    grid = SMALL
-    law = PowerLaw()
-    theta = np.random.default_rng(4).uniform(0.5, 1.0, (grid.nr + 1, grid.nphi))
-    theta[0] = theta[0, 0]
-    f = jax.jit(face_diffusivity, static_argnums=0)
-    d_rad, d_az = (np.asarray(a) for a in f(grid, jnp.asarray(theta), law))
-    flipped = np.asarray(f(grid, jnp.asarray(theta[:, ::-1]), law)[1])
-    # Face (i, j)-(i, j+1) of theta is face (i, nphi-2-j)-(i, nphi-1-j) of the mirrored field.
-    np.testing.assert_allclose(np.roll(flipped[:, ::-1], -1, axis=1), d_az, rtol=32 * EPS)
-    d_nodes = np.asarray(law(jnp.asarray(theta)))
-    lo = np.minimum(d_nodes[:-1], d_nodes[1:])
-    hi = np.maximum(d_nodes[:-1], d_nodes[1:])
-    assert np.all(d_rad >= lo * (1 - 8 * EPS)) and np.all(d_rad <= hi * (1 + 8 * EPS))
 
 
 # ---- factor_operator / solve_operator ------------------------------------------------------------------------------

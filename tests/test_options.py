@@ -7,7 +7,7 @@ from helpers import batched, stack, unbatch
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.protocol import Charge, Discharge, Rest
+from fluxsim.model.protocol import Charge, Discharge, Rest
 
 TINY = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
 

@@ -16,8 +16,12 @@ import numpy as np
 import pytest
 from app_support import TINY, compose_cfg, load_job
 
-from fluxsim import cli, config, sweep
 from fluxsim.api import make_params
+from fluxsim.app import cli, config, hydra_glue
+from fluxsim.study import batch as batch_mod
+from fluxsim.study import extract as extract_mod
+from fluxsim.study import plan as plan_mod
+from fluxsim.study import spec
 
 COMPILES: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
@@ -37,7 +41,8 @@ def _counting(monkeypatch) -> list:
         calls.append(1)
         return make_params(**kw)
 
-    monkeypatch.setattr(config, "make_params", counted)
+    monkeypatch.setattr(config, "make_params", counted)  # validation in the loader
+    monkeypatch.setattr(spec, "make_params", counted)  # the lazy per-point Params of a job
     return calls
 
 
@@ -57,7 +62,7 @@ def test_million_point_grid_validates_and_plans_without_building_points(monkeypa
     assert len(calls) <= 10 and COMPILES == []
     assert peak < 50e6, f"{peak / 1e6:.1f} MB allocated while validating and planning"
     assert plan.points == plan.points_here == 1_000_000 and plan.fits
-    assert plan.store_bytes == pytest.approx(1e6 * (8 * sweep.stored_floats_per_point(job) + 8))
+    assert plan.store_bytes == pytest.approx(1e6 * (8 * plan_mod.stored_floats_per_point(job) + 8))
     # points are computed on demand, in C order over (eta, rate)
     eta, rate = job.sweep.coords["eta"], job.sweep.coords["rate_mA_per_g"]
     point = job.sweep.inputs[123_456]
@@ -77,8 +82,8 @@ def test_blocks_build_only_their_own_params(monkeypatch):
             return {"x": np.asarray(stacked.rate_mA_per_g)}
 
     written = []
-    todo = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)[:3]
-    sweep.run_blocks(Fake(), job.params, todo, lambda b, out: written.append((b.flat, out["x"])))
+    todo = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)[:3]
+    batch_mod.run_blocks(Fake(), job.params, todo, lambda b, out: written.append((b.flat, out["x"])))
     assert len(calls) == 3 * 64
     for flat, x in written:
         np.testing.assert_array_equal(x.ravel(), [job.sweep.inputs[i]["rate_mA_per_g"] for i in flat])
@@ -97,7 +102,7 @@ GRID_VALUES = {  # each with valid and invalid values, and the pairs make_params
 def test_per_axis_validation_equals_point_by_point(dims):
     """The grid is refused exactly when some point fails make_params (every triple of the inputs above, with
     values on both sides of each single-input range and of each two-input check)."""
-    base = config.to_container(compose_cfg([*TINY, "sweep=single"]))
+    base = hydra_glue.to_container(compose_cfg([*TINY, "sweep=single"]))
     rng = np.random.default_rng(zlib.crc32("-".join(dims).encode()))
     outcomes = set()
     valid = {"eta": [0.5, 1.0], "blocked_fraction": [0.0, 0.5], "theta0": [0.6, 1.0], "theta_cut": [0.2, 0.5],
@@ -141,8 +146,8 @@ def test_plan_refuses_a_batch_over_the_budget():
     COMPILES.clear()
     with pytest.raises(config.ConfigError) as err:
         cli.plan_job(job, devs)
-    point_mb = sweep.point_bytes_estimate(job) / 1e6
-    fit = int(0.01e9 // sweep.point_bytes_estimate(job))
+    point_mb = plan_mod.point_bytes_estimate(job) / 1e6
+    fit = int(0.01e9 // plan_mod.point_bytes_estimate(job))
     assert (f"sweep.chunk_size = 64 needs ~{64 * point_mb / 1e3:.3g} GB per device (64 simulations x "
             f"{point_mb:.3g} MB / 1 device(s), estimated), over the budget runtime.memory_budget_gb = 0.01") \
         in str(err.value)
@@ -159,10 +164,10 @@ def test_memory_estimate_matches_xla():
     batch (the tiny Fig. 4 program every CLI test compiles; the fit is exact at 8 x 32 and 32 x 128)."""
     job = load_job()
     cli._use_compilation_cache(job.runtime)  # the shared persistent cache (app_support.CACHE_DIR) serves it
-    runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                  sweep.extraction_for(job), size=4, devs=jax.local_devices()[:1])
-    measured = sweep.footprint_bytes(runner) / 4
-    assert sweep.point_bytes_estimate(job) == pytest.approx(measured, rel=0.1)
+    runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
+                                  extract_mod.extraction_for(job), size=4, devs=jax.local_devices()[:1])
+    measured = plan_mod.footprint_bytes(runner) / 4
+    assert plan_mod.point_bytes_estimate(job) == pytest.approx(measured, rel=0.1)
 
 
 def test_swept_input_without_effect_is_named():

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from app_support import load_job
 
-from fluxsim import plots, store, sweep
+from fluxsim.app import plots
+from fluxsim.io import store
+from fluxsim.study import plan as plan_mod
 
 GRID = ["sweep=single", "+sweep.grid.eta=[0.3,0.65,1.0]", "+sweep.grid.blocked_fraction=[0.1,0.25,0.5]",
         "+sweep.grid.rate_mA_per_g=[100,400]", "sweep.chunk_size=6"]
@@ -21,7 +23,7 @@ def _synthetic_store(tmp_path, overrides, name="s.zarr"):
     writer = store.StoreWriter(path, job)
     t = job.output.times_s
     pos = np.arange(-job.numerics.nr, job.numerics.nr + 1) / job.numerics.nr
-    for block in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape):
+    for block in plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape):
         out = {}
         for name_, var in ((n, store.VARIABLES[n]) for n in store.variable_names(job)):
             out[name_] = np.zeros(block.shape + store._extra_shape(job, var.dims), var.dtype)

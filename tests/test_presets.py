@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from app_support import TINY, printed_folder, run_fluxsim
 
-from fluxsim import store
+from fluxsim.io import store
 
 
 @pytest.mark.parametrize(

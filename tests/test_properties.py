@@ -27,14 +27,16 @@ from app_support import CACHE_DIR, TINY, compose_cfg, load_job
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluxsim import config, sweep
 from fluxsim.api import make_params
-from fluxsim.protocol import step_fractions
+from fluxsim.app import config, hydra_glue
+from fluxsim.model.protocol import step_fractions
+from fluxsim.study import batch as batch_mod
+from fluxsim.study import extract as extract_mod
 
 NPHI = 32  # numerics=tiny
 MIN_F = config.MIN_ARC_NODES / NPHI
 
-BASE = config.to_container(compose_cfg(TINY))
+BASE = hydra_glue.to_container(compose_cfg(TINY))
 
 COMPILES: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
@@ -274,8 +276,8 @@ def fig4_runner():
     """The Fig. 4 batch program at tiny numerics (the default job of tests/test_cli.py), from the persistent cache."""
     jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     job = load_job()
-    spec = sweep.extraction_for(job)
-    runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, spec,
+    spec = extract_mod.extraction_for(job)
+    runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, spec,
                                   size=4, devs=jax.local_devices()[:1])
     return runner, job
 
@@ -289,7 +291,7 @@ SAVE_SPAN = float(step_fractions(_TINY.n_steps, _TINY.first_step_ratio, _TINY.gr
 def _check_batch(fig4_runner, points):
     runner, job = fig4_runner
     params = [make_params(**p) for p in points]
-    out = jax.device_get(runner(sweep.stack(params)))
+    out = jax.device_get(runner(batch_mod.stack(params)))
     assert len(runner.traces) == 1  # one compiled program for every example
     times = np.asarray(job.output.times_s)
     for i, (p, point) in enumerate(zip(params, points, strict=True)):

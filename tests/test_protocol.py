@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fluxsim.protocol`: the static step schedule and protocol validation (pure numpy / Python)."""
+"""Unit tests of model.protocol: the static step schedule and protocol validation (pure numpy / Python)."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluxsim.protocol import Charge, Discharge, Rest, check_protocol, step_fractions
+from fluxsim.model.protocol import Charge, Discharge, Rest, check_protocol, step_fractions
 
 EPS = np.finfo(float).eps
 

@@ -33,10 +33,11 @@ import zarr
 from app_support import FLUXSIM, TEN_POINTS, TINY, load_job, printed_folder, run_fluxsim
 
 import fluxsim
-from fluxsim import config, store, sweep
-from fluxsim.cli import EXIT_POINTS_FAILED
+from fluxsim.app import config
+from fluxsim.app.cli import EXIT_POINTS_FAILED
+from fluxsim.io import store
+from fluxsim.study import extract as extract_mod
 
-# ---------------------------------------------------------------------------------------------------------------
 # 1. Validation before compute
 # ---------------------------------------------------------------------------------------------------------------
 _TABLE_D = "diffusivity.table_D_m2_per_s"
@@ -57,7 +58,7 @@ INVALID = [
     ("radius zero", ["geometry.radius_m=0"], "radius_m = 0.0 m is outside the allowed range (0, inf)"),
     ("radius negative, swept", ["sweep=single", "+sweep.grid.radius_m=[1e-6,-1e-6]"],
      "sweep point 1 (radius_m=-1e-06): radius_m = -1e-06 m is outside the allowed range (0, inf)"),
-    ("rate zero", ["protocol.rate_mA_per_g=0"], "rate_mA_per_g = 0.0 mA/g is outside the allowed range (0, inf)"),
+    ("rate zero", ["protocol.rate_mA_per_g=0"], "rate_mA_per_g = 0.0 mA g-1 is outside the allowed range (0, inf)"),
     ("charge step rate negative", ["protocol.steps=[{kind:charge,rate_mA_per_g:-50}]"],
      "protocol.steps[0].rate_mA_per_g = -50.0 mA/g is outside the allowed range (0, inf)"),
     ("discharge step rate zero", ["protocol=charge_discharge",
@@ -256,7 +257,7 @@ def test_a_nan_point_is_isolated(tmp_path, reference):
     folder = proc.stdout.strip().splitlines()[-1]
     ds = _load(tmp_path / folder / "results.zarr")
     status = ds["status"].values
-    assert status[BAD_POINT] & sweep.STATUS_NONFINITE
+    assert status[BAD_POINT] & extract_mod.STATUS_NONFINITE
     assert (np.delete(status, BAD_POINT) == 0).all() and bool(ds["done"].all())
     assert np.isnan(ds["mean_theta"].values[BAD_POINT]).any()
     ref = ref.assign_coords(radius_m=ds["radius_m"])  # the only coordinate that differs

@@ -12,8 +12,10 @@ import pytest
 import xarray as xr
 from app_support import TEN_POINTS, load_job, run_python
 
-from fluxsim import store, sweep
-from fluxsim.cli import run_job
+from fluxsim.app.cli import run_job
+from fluxsim.io import store
+from fluxsim.study import extract as extract_mod
+from fluxsim.study import plan as plan_mod
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -37,7 +39,7 @@ def test_schema_units_and_selection(tmp_path):
     path = tmp_path / "s.zarr"
     writer = store.StoreWriter(path, job)
     assert not writer.resumed and not _data_chunks(path, "theta") and not _data_chunks(path, "mean_theta")
-    blocks = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    blocks = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
     assert len(blocks) == 6
     writer.write(blocks[1], _fake_outputs(job, blocks[1]))  # eta = 1, rates 200 and 400
 
@@ -61,7 +63,7 @@ def test_schema_units_and_selection(tmp_path):
 def test_points_dimension_and_labels(tmp_path):
     job = load_job()
     writer = store.StoreWriter(tmp_path / "p.zarr", job)
-    (block,) = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    (block,) = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
     writer.write(block, _fake_outputs(job, block))
     ds = store.open_store(tmp_path / "p.zarr")
     assert ds["eta"].dims == ("point",) and list(ds["blocked_fraction"].values) == [0, 0.25, 0.25, 0.5]
@@ -121,8 +123,8 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 import os, signal, sys
 sys.path.insert(0, {TESTS!r})
 from app_support import load_job
-from fluxsim import store
-from fluxsim.cli import run_job
+from fluxsim.io import store
+from fluxsim.app.cli import run_job
 
 job = load_job({[*overrides, f"output.store={killed}"]!r})
 original, writes = store.StoreWriter._write, []
@@ -143,7 +145,7 @@ run_job(job, {str(tmp_path)!r})
 
     job = load_job([*overrides, f"output.store={killed}"])
     writer = store.StoreWriter(killed, job)
-    todo = [b.index for b in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape) if not writer.is_done(b)]
+    todo = [b.index for b in plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape) if not writer.is_done(b)]
     assert writer.resumed and todo == [(1,), (2,)]
     run_job(job, tmp_path)
     fresh = tmp_path / "fresh.zarr"
@@ -159,10 +161,10 @@ run_job(job, {str(tmp_path)!r})
 def test_failed_chunk_is_recorded_and_retried(tmp_path):
     job = load_job([f"sweep.points={TEN_POINTS}"])
     writer = store.StoreWriter(tmp_path / "f.zarr", job)
-    blocks = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    blocks = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
     writer.fail(blocks[1], RuntimeError("x"))
     ds = store.open_store(tmp_path / "f.zarr")
-    assert list(ds["status"].values[4:8]) == [sweep.STATUS_CHUNK_FAILED] * 4 and not ds["done"].values.any()
+    assert list(ds["status"].values[4:8]) == [extract_mod.STATUS_CHUNK_FAILED] * 4 and not ds["done"].values.any()
     assert not store.StoreWriter(tmp_path / "f.zarr", job).is_done(blocks[1])
 
 
@@ -183,7 +185,7 @@ def test_create_is_atomic_and_then_verified(tmp_path):
     job = load_job(["sweep=fig5b", "sweep.chunk_size=2"])
     path = tmp_path / "s.zarr"
     first = store.StoreWriter(path, job)
-    block = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)[3]
+    block = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)[3]
     first.write(block, _block_outputs(job, block))
     late = object.__new__(store.StoreWriter)
     late.path, late.job, late.zarr_format = path, job, job.output.zarr_format
@@ -206,13 +208,15 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from app_support import load_job
 from test_store import _block_outputs
-from fluxsim import store, sweep
+from fluxsim.io import store
+from fluxsim.study import extract as extract_mod
+from fluxsim.study import plan as plan_mod
 job = load_job({overrides!r} + ["sweep.shard={i}/2"])
 Path({ready!r}, "{i}").touch()
 while len(list(Path({ready!r}).iterdir())) < 2:  # barrier: both create at the same moment
     time.sleep(0.001)
 writer = store.StoreWriter({path!r}, job)
-mine = sweep.shard_blocks(sweep.blocks(job.sweep.shape, job.sweep.chunk_shape), job.sweep.shard)
+mine = plan_mod.shard_blocks(plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape), job.sweep.shard)
 for block in mine:
     writer.write(block, _block_outputs(job, block))
 print("joined" if writer.resumed else "created", [b.index for b in mine])
@@ -233,7 +237,7 @@ print("joined" if writer.resumed else "created", [b.index for b in mine])
     job = load_job(overrides)
     single = tmp_path / "single.zarr"
     writer = store.StoreWriter(single, job)
-    for block in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape):
+    for block in plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape):
         writer.write(block, _block_outputs(job, block))
     a, b = store.open_store(path).load(), store.open_store(single).load()
     for key in ("created", "config"):  # creation time; the full config names the shard

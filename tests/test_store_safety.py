@@ -22,7 +22,9 @@ import zarr
 from app_support import FLUXSIM, TEN_POINTS, TINY, load_job, printed_folder, run_fluxsim
 from test_store import _block_outputs
 
-from fluxsim import cli, store, sweep
+from fluxsim.app import cli
+from fluxsim.io import store
+from fluxsim.study import plan as plan_mod
 
 NO_PLOTS = [*TINY, "output.plots=false"]
 
@@ -39,7 +41,7 @@ def _written_store(tmp_path, overrides=("sweep.chunk_size=2",), n_blocks=None):
     job = load_job([f"sweep.points={TEN_POINTS}", *overrides])
     path = tmp_path / "s.zarr"
     writer = store.StoreWriter(path, job)
-    for block in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)[:n_blocks]:
+    for block in plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)[:n_blocks]:
         writer.write(block, _block_outputs(job, block))
     writer.close()
     return path, job
@@ -111,7 +113,7 @@ def test_check_points_finds_deleted_truncated_and_altered_chunks(tmp_path):
     assert health.n_damaged == 6 and health.n_missing == 2 and len(health.check.problems) == 3
     assert health.damaged_points[0].startswith("point=2 (") and "eta=0.3" in health.damaged_points[0]
     resumed = store.StoreWriter(path, job)  # the resume sees the same
-    todo = [b.index for b in sweep.blocks(job.sweep.shape, job.sweep.chunk_shape) if not resumed.is_done(b)]
+    todo = [b.index for b in plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape) if not resumed.is_done(b)]
     assert todo == [(1,), (2,), (3,), (4,)]
 
 
@@ -121,7 +123,7 @@ def test_checksum_ignores_nan_payloads_and_chunks_of_fill_values(tmp_path):
     job = load_job([f"sweep.points={TEN_POINTS}", "sweep.chunk_size=2"])
     path = tmp_path / "s.zarr"
     writer = store.StoreWriter(path, job)
-    block = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)[0]
+    block = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)[0]
     outputs = _block_outputs(job, block)
     outputs = {k: np.full_like(v, -np.nan) if v.dtype == np.float64 else v for k, v in outputs.items()}
     assert np.signbit(outputs["offset_nm"]).all()

@@ -1,4 +1,4 @@
-"""Unit tests of :mod:`fluxsim.surface`: the blocked-surface weights and the two surface kinetics models.
+"""Unit tests of :mod:`fluxsim.model.surface`: the blocked-surface weights and the two surface kinetics models.
 
 Reference weights are computed independently by an exact piecewise integration: between consecutive breakpoints (arc
 ends and profile nodes, unwrapped into the dual arc) the transfer profile g is linear, so the integral over each
@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
-from fluxsim.geometry import PolarGrid
-from fluxsim.surface import FilmResistance, FluxRatio, make_blocking
+from fluxsim.core.polar.grid import PolarGrid
+from fluxsim.model.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
+from fluxsim.model.surface import FilmResistance, FluxRatio, make_blocking
 
 EPS = np.finfo(float).eps
 TWO_PI = 2 * math.pi
@@ -262,7 +262,7 @@ def test_film_resistance_uniform_rest_is_zero():
 
 
 def test_ocp_formula_and_slope():
-    """U(theta) = U0 - (R T / F) ln(theta / (1 - theta)) - k (theta - 0.5) (physics.md section 3), and ocp_slope is
+    """U(theta) = U0 - (R T / F) ln(theta / (1 - theta)) - k (theta - 0.5) (docs/model.md section 3), and ocp_slope is
     its derivative: equal to jax.grad(ocp) to rounding (the log's derivative 1/(theta(1 - theta)) is exact)."""
     theta = np.linspace(0.01, 0.99, 99)
     thermal = GAS_CONSTANT_J_PER_MOL_K * 298.0 / FARADAY_C_PER_MOL

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from app_support import CACHE_DIR, TEN_POINTS, load_job, run_python
 
-from fluxsim import sweep
 from fluxsim.api import make_params
+from fluxsim.study import batch as batch_mod
+from fluxsim.study import extract as extract_mod
+from fluxsim.study import plan as plan_mod
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -46,21 +48,21 @@ def test_sweep_equals_loop_of_single_runs():
     of single unbatched ``simulate`` runs; then status flags on those single solutions."""
     jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     job = load_job([f"sweep.points={TEN_POINTS}"])
-    spec = sweep.extraction_for(job)
-    runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, spec,
+    spec = extract_mod.extraction_for(job)
+    runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, spec,
                                   size=4, devs=jax.local_devices()[:1])
-    todo = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    todo = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
     assert [len(b.flat) for b in todo] == [4, 4, 2]
     written = []
-    sweep.run_blocks(runner, job.params, todo, lambda b, out: written.append((b, out)))
+    batch_mod.run_blocks(runner, job.params, todo, lambda b, out: written.append((b, out)))
     assert len(runner.traces) == 1  # three batches, one trace, no recompilation
     batched = _by_point(written)
 
-    one = jax.jit(sweep.simulate, static_argnums=(1, 2, 3, 4))
+    one = jax.jit(batch_mod.simulate, static_argnums=(1, 2, 3, 4))
     solutions = [one(p, job.protocol, job.numerics, job.output.snapshot_times_s, False) for p in job.params]
     worst, bitwise = 0.0, True
     for i, (solution, p) in enumerate(zip(solutions, job.params, strict=True)):
-        ref = jax.tree.map(np.asarray, sweep.point_outputs(solution, p, spec))
+        ref = jax.tree.map(np.asarray, extract_mod.point_outputs(solution, p, spec))
         w, b = _compare({k: v[i] for k, v in batched.items()}, ref, f"point {i}")
         worst, bitwise = max(worst, w), bitwise and b
     print(f"sweep vs single runs: largest absolute difference {worst:.3g}, bitwise {bitwise}")
@@ -75,9 +77,9 @@ def test_sweep_equals_loop_of_single_runs():
     # status bits: non-finite state -> 1, unconverged Newton -> 2
     solution, p = solutions[2], job.params[2]
     bad = solution._replace(mean_theta=solution.mean_theta.at[3].set(np.nan))
-    assert int(sweep.point_outputs(bad, p, spec)["status"]) == sweep.STATUS_NONFINITE
+    assert int(extract_mod.point_outputs(bad, p, spec)["status"]) == extract_mod.STATUS_NONFINITE
     slow = solution._replace(newton_change=np.asarray(1e-3))
-    assert int(sweep.point_outputs(slow, p, spec)["status"]) == sweep.STATUS_NOT_CONVERGED
+    assert int(extract_mod.point_outputs(slow, p, spec)["status"]) == extract_mod.STATUS_NOT_CONVERGED
 
 
 def test_sharded_over_four_devices_equals_single_device(tmp_path):
@@ -87,20 +89,22 @@ def test_sharded_over_four_devices_equals_single_device(tmp_path):
 import sys, numpy as np, jax
 sys.path.insert(0, {TESTS!r})
 from app_support import load_job, TEN_POINTS, CACHE_DIR
-from fluxsim import sweep
+from fluxsim.study import batch as batch_mod
+from fluxsim.study import extract as extract_mod
+from fluxsim.study import plan as plan_mod
 assert len(jax.local_devices()) == 4, jax.local_devices()
 jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 job = load_job([f"sweep.points={{TEN_POINTS}}"])
 results = {{}}
 for n in (4, 1):
-    runner = sweep.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                  sweep.extraction_for(job), size=4, devs=jax.local_devices()[:n])
+    runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
+                                  extract_mod.extraction_for(job), size=4, devs=jax.local_devices()[:n])
     assert len(runner.sharding.mesh.devices) == n
     res = {{}}
     def write(block, out):
         for k, v in out.items():
             res.setdefault(k, []).append(v)
-    sweep.run_blocks(runner, job.params, sweep.blocks(job.sweep.shape, job.sweep.chunk_shape), write)
+    batch_mod.run_blocks(runner, job.params, plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape), write)
     for k, v in res.items():
         results[f"{{n}}/{{k}}"] = np.concatenate(v)
 np.savez({str(out)!r}, **results)
@@ -120,7 +124,7 @@ np.savez({str(out)!r}, **results)
 
 def test_blocks_tile_the_grid():
     shape, chunk = (3, 5, 2), (2, 2, 2)
-    bl = sweep.blocks(shape, chunk)
+    bl = plan_mod.blocks(shape, chunk)
     flat = np.concatenate([b.flat for b in bl])
     assert sorted(flat) == list(range(30)) and len(bl) == 2 * 3 * 1
     assert all(len(b.flat) == int(np.prod(b.shape)) <= 8 for b in bl)
@@ -140,24 +144,24 @@ def test_a_failing_batch_does_not_lose_the_others():
             return {"x": np.arange(np.shape(stacked.radius_m)[0], dtype=float)}
 
     written, failed = [], []
-    todo = sweep.blocks(job.sweep.shape, job.sweep.chunk_shape)
-    sweep.run_blocks(Flaky(), job.params, todo, lambda b, out: written.append(b.index),
+    todo = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
+    batch_mod.run_blocks(Flaky(), job.params, todo, lambda b, out: written.append(b.index),
                      fail=lambda b, err: failed.append((b.index, str(err))))
     assert written == [(0,), (2,)] and failed == [((1,), "boom")]
 
 
 def test_stack_refuses_mixed_structure():
     with pytest.raises(ValueError, match="static structure"):
-        sweep.stack([make_params(), make_params(surface_model="B", theta0=0.999)])
-    stacked = sweep.stack([make_params(eta=0.3), make_params(eta=0.7)])
+        batch_mod.stack([make_params(), make_params(surface_model="B", theta0=0.999)])
+    stacked = batch_mod.stack([make_params(eta=0.3), make_params(eta=0.7)])
     np.testing.assert_array_equal(stacked.blocking.eta, [0.3, 0.7])
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 def test_shards_partition_the_blocks(n):
     """``sweep.shard = i/n`` for i = 0..n-1: disjoint, together every block, balanced to within one block."""
-    all_blocks = sweep.blocks((3, 5, 2), (1, 2, 2))
-    parts = [sweep.shard_blocks(all_blocks, None if n == 1 else (i, n)) for i in range(n)]
+    all_blocks = plan_mod.blocks((3, 5, 2), (1, 2, 2))
+    parts = [plan_mod.shard_blocks(all_blocks, None if n == 1 else (i, n)) for i in range(n)]
     indices = [b.index for part in parts for b in part]
     assert sorted(indices) == sorted(b.index for b in all_blocks) and len(set(indices)) == len(all_blocks)
     sizes = [len(p) for p in parts]
@@ -167,14 +171,15 @@ def test_shards_partition_the_blocks(n):
 def test_chunk_size_grows_with_the_budget_and_fits_it():
     point = 3.7e6  # bytes per simulation on a device
     for devices in (1, 4):
-        chosen = [sweep.chunk_size_for_budget(point, gb * sweep.GB, devices, 100_000) for gb in (0.01, 0.1, 0.5, 2)]
+        chosen = [plan_mod.chunk_size_for_budget(point, gb * plan_mod.GB, devices, 100_000)
+                  for gb in (0.01, 0.1, 0.5, 2)]
         assert chosen == sorted(chosen) and chosen[0] < chosen[-1]
         for gb, chunk in zip((0.01, 0.1, 0.5, 2), chosen, strict=True):
-            assert chunk % devices == 0 and point * chunk / devices <= gb * sweep.GB
-            assert point * (chunk + devices) / devices > gb * sweep.GB  # the largest that fits
-    assert sweep.chunk_size_for_budget(point, 10 * sweep.GB, 4, 10) == 12  # capped: 10 points, 4 devices
+            assert chunk % devices == 0 and point * chunk / devices <= gb * plan_mod.GB
+            assert point * (chunk + devices) / devices > gb * plan_mod.GB  # the largest that fits
+    assert plan_mod.chunk_size_for_budget(point, 10 * plan_mod.GB, 4, 10) == 12  # capped: 10 points, 4 devices
     with pytest.raises(ValueError, match="below one simulation's footprint"):
-        sweep.chunk_size_for_budget(point, 1e6, 1, 100)
+        plan_mod.chunk_size_for_budget(point, 1e6, 1, 100)
 
 
 class _Stats:
@@ -195,11 +200,11 @@ def test_auto_chunk_size_checks_the_compiled_batch():
         return runner
 
     budget = 5e6
-    choice = sweep.auto_chunk_size(compile_at, lambda c: c, budget_bytes=budget, n_devices=1, n_points=10_000)
-    assert compiled[0] == choice.probe_size == sweep.PROBE_PER_DEVICE
-    assert choice.compiled_bytes == sweep.footprint_bytes(compile_at(choice.batch_size)) <= budget
+    choice = plan_mod.auto_chunk_size(compile_at, lambda c: c, budget_bytes=budget, n_devices=1, n_points=10_000)
+    assert compiled[0] == choice.probe_size == plan_mod.PROBE_PER_DEVICE
+    assert choice.compiled_bytes == plan_mod.footprint_bytes(compile_at(choice.batch_size)) <= budget
     assert choice.chunk_size < int(budget // choice.point_bytes)  # had to shrink below the linear estimate
-    bigger = sweep.auto_chunk_size(compile_at, lambda c: c, budget_bytes=4 * budget, n_devices=1, n_points=10_000)
+    bigger = plan_mod.auto_chunk_size(compile_at, lambda c: c, budget_bytes=4 * budget, n_devices=1, n_points=10_000)
     assert bigger.chunk_size > choice.chunk_size
 
 
@@ -208,21 +213,21 @@ def test_auto_chunk_size_from_xla_memory_analysis(tmp_path):
     """``sweep.chunk_size: auto`` on the real compiled solver (tiny numerics, the four Fig. 4 cases): the probe's
     XLA memory analysis gives the footprint per simulation, the chunk is the largest that fits (here all 4 points),
     the compiled batch fits the budget, and a job joining an existing store adopts its chunking."""
-    from fluxsim import store
-    from fluxsim.cli import resolve_chunk_size
+    from fluxsim.app.cli import resolve_chunk_size
+    from fluxsim.io import store
 
     jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     devs = jax.local_devices()[:1]
     job = load_job(["sweep.chunk_size=auto", "runtime.memory_budget_gb=0.5"])
     sized = resolve_chunk_size(job, tmp_path / "none.zarr", devs)
     assert sized.sweep.chunk_size == 4 and sized.sweep.chunk_shape == (4,)
-    runner = sweep.compile_runner(sized.params[0], sized.protocol, sized.numerics, sized.output.snapshot_times_s,
-                                  sweep.extraction_for(sized), size=4, devs=devs)  # cached: probe == batch
-    footprint = sweep.footprint_bytes(runner)
+    runner = batch_mod.compile_runner(sized.params[0], sized.protocol, sized.numerics, sized.output.snapshot_times_s,
+                                  extract_mod.extraction_for(sized), size=4, devs=devs)  # cached: probe == batch
+    footprint = plan_mod.footprint_bytes(runner)
     print(f"footprint per simulation (tiny numerics, Fig. 4 outputs): {footprint / 4e6:.3f} MB")
-    assert 0 < footprint <= 0.5 * sweep.GB
+    assert 0 < footprint <= 0.5 * plan_mod.GB
     point = footprint / 4
-    assert sweep.chunk_size_for_budget(point, 2.5 * point, 1, 4) == 2  # a tighter budget: smaller chunks
+    assert plan_mod.chunk_size_for_budget(point, 2.5 * point, 1, 4) == 2  # a tighter budget: smaller chunks
     with pytest.raises(ValueError, match="below one simulation's footprint"):
         resolve_chunk_size(load_job(["sweep.chunk_size=auto", f"runtime.memory_budget_gb={0.5 * point / 1e9}"]),
                            tmp_path / "none.zarr", devs)

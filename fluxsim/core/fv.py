@@ -5,7 +5,7 @@ Nondimensional (lengths by the equivalent radius ``R_eq``, time by ``R_eq**2 / D
     M_L dtheta/dt = -A K(theta) - b(theta_rim)
 
 ``M_L`` the lumped P1 masses, ``A`` the P1 stiffness (graph Laplacian with conductances ``w_ij >= 0``), ``K`` the
-Kirchhoff potential ``integral of D / D_ref`` (:mod:`fluxsim.diffusivity`), ``b`` the rim outflow
+Kirchhoff potential ``integral of D / D_ref`` (:mod:`fluxsim.model.diffusivity`), ``b`` the rim outflow
 (:mod:`fluxsim.core.rim`, nonzero only on the rim slots ``0 .. n_rim - 1``). Because ``A`` is symmetric with zero row
 sums, the Li content ``sum_i m_i theta_i`` changes only by ``-sum b`` (exact discrete balance, to rounding).
 
@@ -54,7 +54,7 @@ def kirchhoff_rhs(mesh: TriMesh, params, theta, drive: Drive):
 
     Args:
         mesh: the mesh (unbatched; vmap outside).
-        params: :class:`fluxsim.solver.Params` (diffusivity law and kinetics are used here).
+        params: :class:`fluxsim.model.params.Params` (diffusivity law and kinetics are used here).
         theta: nodal occupancy ``(n,)`` (padded nodes: any finite value; they stay put).
         drive: :func:`fluxsim.core.rim.make_drive` of the protocol step.
 

@@ -62,7 +62,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim._pytree import pytree_dataclass
+from fluxsim.model._pytree import pytree_dataclass
 from fluxsim.core.outline import Disk, check_spacing
 
 #: Default node spacing in units of the equivalent radius: 1/32, the radial spacing of today's 32 x 128 polar grid

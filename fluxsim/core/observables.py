@@ -6,8 +6,8 @@ Lengths are nondimensional (units of the equivalent radius ``R_eq``); multiply b
 * :func:`mean_theta`, :func:`surface_range`, :func:`theta_range`: padded nodes and rim slots are masked out;
 * :func:`cores`: the Li-rich core ``{P1(theta) > theta_core}``, its area fraction and its centroid relative to the
   particle's area centroid (``d`` and its direction), by exact clipping of the P1 interpolant on every triangle
-  (:func:`fluxsim.metrics.clip_moments`, shared with the polar solver), and the smooth sigmoid-weighted version
-  (logistic average over thresholds, :func:`fluxsim.metrics.cores_from_moments`);
+  (:func:`fluxsim.clipping.clip_moments`, shared with the polar solver), and the smooth sigmoid-weighted version
+  (logistic average over thresholds, :func:`fluxsim.clipping.cores_from_moments`);
 * :func:`line_cut_stencil` / :func:`line_cut`: the occupancy along the line through the area centroid in the
   direction of the (first) blocked arc's centre angle, from its backward to its forward crossing of the rim,
   positive towards the arc. The stencil (containing triangle and barycentric weights of every sample) is computed
@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim import metrics
+from fluxsim.core import clipping
+from fluxsim.core.clipping import CoreGeometry
 from fluxsim.core.mesh import TriMesh
 from fluxsim.core.rim import ray_rim_crossing
-from fluxsim.metrics import CoreGeometry
 
 #: Samples of the line cut (static; odd so that an axis-symmetric outline has a sample at the centroid).
 DEFAULT_LINE_CUT_SAMPLES = 65
@@ -62,7 +62,7 @@ def _moments(mesh: TriMesh, theta):
     values, x, y = theta[tri], xy[tri, 0], xy[tri, 1]
 
     def moments(levels):
-        return metrics.clip_moments(values, x, y, mesh.triangle_area, levels)
+        return clipping.clip_moments(values, x, y, mesh.triangle_area, levels)
 
     return moments
 
@@ -70,12 +70,12 @@ def _moments(mesh: TriMesh, theta):
 def core(mesh: TriMesh, theta, threshold) -> CoreGeometry:
     """Hard Li-rich core: area fraction and centroid offset from the particle's area centroid (0 without core)."""
     area, mx, my = (m[0] for m in _moments(mesh, theta)(jnp.reshape(jnp.asarray(threshold, theta.dtype), (1,))))
-    return metrics.centroid_of(area, mx, my, mesh.area)
+    return clipping.centroid_of(area, mx, my, mesh.area)
 
 
 def cores(mesh: TriMesh, theta, threshold, width) -> tuple[CoreGeometry, CoreGeometry]:
     """Hard and smooth (sigmoid width ``width`` in occupancy) core from one pass over the triangles."""
-    return metrics.cores_from_moments(_moments(mesh, theta), theta.dtype, threshold, width, mesh.area)
+    return clipping.cores_from_moments(_moments(mesh, theta), theta.dtype, threshold, width, mesh.area)
 
 
 class LineCutStencil(NamedTuple):

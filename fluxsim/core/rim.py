@@ -5,12 +5,12 @@ Conventions (docs/model.md, non-disk outlines):
 * rim arclength ``s`` runs counter-clockwise; ``s = 0`` for the profile is the rim point hit by the ray from the area
   centroid along +x. On a rim of perimeter ``P`` the *rim angle* is ``u = 2 pi s / P`` (on a disk ``u`` is the polar
   angle);
-* a blocked arc ``(phi_c, f, eta)`` of :class:`fluxsim.surface.Blocking` covers the rim interval of length ``f P``
+* a blocked arc ``(phi_c, f, eta)`` of :class:`fluxsim.model.surface.Blocking` covers the rim interval of length ``f P``
   centred on the rim point hit by the ray from the area centroid at polar angle ``phi_c`` (the first crossing of the
   outline, counter-clockwise from +x); ``Blocking.eta_profile`` is sampled evenly in ``u``;
 * the transfer profile ``g`` is integrated exactly over each rim node's share (its dual arc, half of each adjacent
   rim edge), arc ends cutting through a share by length: :func:`rim_weights` maps shares and arc centres to rim
-  angles and reuses :meth:`fluxsim.surface.Blocking.node_weights`, then converts back to length;
+  angles and reuses :meth:`fluxsim.model.surface.Blocking.node_weights`, then converts back to length;
 * the mean current density through the lateral surface is ``ibar = I rho R_eq A / P`` (nondimensional discrete
   ``A``, ``P``), so the total outflow is ``ibar P`` and the mean occupancy falls at exactly ``I / (3600 Q_th)`` on
   every outline (on a disk ``A / P = 1 / 2``: today's ``I rho R / 2``). The kinetics' ``outflow`` receives the
@@ -28,7 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fluxsim.constants import FARADAY_C_PER_MOL
+from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.core.mesh import TriMesh
 
 TWO_PI = 2.0 * jnp.pi
@@ -113,7 +113,7 @@ def make_drive(mesh: TriMesh, params, signed_rate_mA_per_g, weights=None) -> Dri
 
     Args:
         mesh: the mesh.
-        params: :class:`fluxsim.solver.Params` (``radius_m`` is the equivalent radius).
+        params: :class:`fluxsim.model.params.Params` (``radius_m`` is the equivalent radius).
         signed_rate_mA_per_g: specific current [mA g-1 = A kg-1], signed (> 0 delithiates; 0 at rest).
         weights: precomputed :func:`rim_weights` (default: computed from ``params.blocking``).
     """
@@ -129,6 +129,6 @@ def make_drive(mesh: TriMesh, params, signed_rate_mA_per_g, weights=None) -> Dri
 
 def rim_outflow(params, theta_rim, drive: Drive):
     """Nondimensional outflow of each rim slot ``(n_rim,)``, ``d outflow_j / d theta_j`` ``(n_rim,)`` and the cell
-    voltage [V] (NaN for model A), from the kinetics of ``params`` (:mod:`fluxsim.surface`)."""
+    voltage [V] (NaN for model A), from the kinetics of ``params`` (:mod:`fluxsim.model.surface`)."""
     return params.kinetics.outflow(theta_rim, drive.weights, drive.current_density, drive.current_to_flux,
                                    drive.perimeter)

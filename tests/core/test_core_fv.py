@@ -9,9 +9,9 @@ from shapes import OUTLINES
 from fluxsim.core import fv, rim
 from fluxsim.core.mesh import MeshSizes, mesh_outline, stack_meshes
 from fluxsim.core.outline import Disk, Ellipse
-from fluxsim.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw
-from fluxsim.solver import Params
-from fluxsim.surface import FilmResistance, FluxRatio, make_blocking
+from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw
+from fluxsim.model.params import Params
+from fluxsim.model.surface import FilmResistance, FluxRatio, make_blocking
 
 BLOCKED = make_blocking(eta=0.3, blocked_fraction=0.25, arc_center_rad=2.5, extra_arcs=[[0.3, 0.1, 0.6]])
 MODEL_A = Params(blocking=BLOCKED)

@@ -8,9 +8,9 @@ from shapes import OUTLINES
 
 from fluxsim.core import fv, observables, rim
 from fluxsim.core.mesh import mesh_outline
-from fluxsim.diffusivity import PowerLaw
-from fluxsim.solver import Params
-from fluxsim.surface import FilmResistance, make_blocking
+from fluxsim.model.diffusivity import PowerLaw
+from fluxsim.model.params import Params
+from fluxsim.model.surface import FilmResistance, make_blocking
 
 #: (name, value) of every input, unpacked by ``_params``.
 INPUTS = (("radius_m", 1.1e-6), ("eta", 0.3), ("blocked_fraction", 0.25), ("arc_center_rad", 2.6),

@@ -136,7 +136,7 @@ def test_uniform_flux_on_the_disk_keeps_the_core_centred():
     """eta = 1 on the disk: a radially symmetric state stays symmetric under the operator, d = 0 to rounding."""
     from fluxsim.core import fv, rim
     from fluxsim.core.outline import Disk
-    from fluxsim.solver import Params
+    from fluxsim.model.params import Params
 
     disk = mesh_outline(Disk())
     params = Params()

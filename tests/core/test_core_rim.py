@@ -11,7 +11,7 @@ from shapes import OUTLINES
 from fluxsim.core import rim
 from fluxsim.core.mesh import mesh_outline
 from fluxsim.core.outline import Disk, Ellipse
-from fluxsim.surface import make_blocking
+from fluxsim.model.surface import make_blocking
 
 weights = jax.jit(rim.rim_weights)
 crossing = jax.jit(rim.ray_rim_crossing)

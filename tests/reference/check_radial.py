@@ -196,13 +196,13 @@ def run_power(n_cells, rates):
         abs(-slope - 100 / (3600 * Q_TH)) < 1e-9,
         f"d mean/dt = {slope:.6e} (want {-100 / (3600 * Q_TH):.6e})",
     )
-    # physics.md section 7, behaviour 2
+    # docs/model.md section 7, behaviour 2
     c = _pick(r, T_CORE, "core_fraction")
     targets = (0.56, 0.27, 0.07, 0.0)
     print(
         "    behaviour 2 (100 mA/g) core fraction at 5/10/15/20 min: "
         + " / ".join(f"{v:.4f}" for v in c)
-        + "  (physics.md: 0.56 / 0.27 / 0.07 / 0)"
+        + "  (docs/model.md: 0.56 / 0.27 / 0.07 / 0)"
     )
     check("behaviour 2", all(abs(v - t) <= max(0.1 * t, 0.01) for v, t in zip(c, targets)))
     return results

@@ -1,6 +1,6 @@
 """Independent 2D finite-element reference solver for delithiation of a disk particle.
 
-Model (``/work/shared/physics.md`` sections 1, 2, 4, 5, 6; surface model A)
+Model (``docs/model.md`` sections 1, 2, 4, 5, 6; surface model A)
 ------------------------------------------------------------------------
 Li site occupancy ``theta(x, t)`` on a disk of radius ``R``::
 
@@ -80,7 +80,7 @@ fluxsim's solver is a finite-volume scheme.  This module shares no code with it 
 without reading it: the mesh is unstructured and triangular, the unknowns are nodal (P1) values,
 the diffusion operator is the Galerkin stiffness matrix (no face means of D), the boundary flux
 is integrated exactly along the polygonal rim, and the core area and centroid are computed by
-clipping triangles.  Only the physical model and the parameter values (``physics.md``) are
+clipping triangles.  Only the physical model and the parameter values (``docs/model.md``) are
 common.
 """
 
@@ -93,7 +93,7 @@ from scipy.spatial import Delaunay
 from skfem import Basis, ElementTriP1, MeshTri
 from skfem.models.poisson import laplace, mass
 
-RHO_KG_M3 = 4780.0  # NMC density, kg/m^3 (physics.md section 5)
+RHO_KG_M3 = 4780.0  # NMC density, kg/m^3 (docs/model.md section 5)
 MOLAR_MASS_KG_MOL = 97.46e-3  # LiNi0.88Mn0.05Co0.07O2, kg/mol
 FARADAY_C_MOL = 96485.33  # C/mol
 C_MAX_MOL_M3 = RHO_KG_M3 / MOLAR_MASS_KG_MOL  # 49,045 mol/m^3
@@ -260,7 +260,7 @@ def solve_fem2d(
     theta0 : uniform initial occupancy (-).
     theta_cut : the run stops when the rim minimum of theta reaches this value (-).
     theta_core : threshold of the Li-rich core ``theta > theta_core`` (-).
-    D_hi, theta_ref, m, D_floor : diffusivity law of physics.md section 4 (m^2/s, -, -, m^2/s).
+    D_hi, theta_ref, m, D_floor : diffusivity law of docs/model.md section 4 (m^2/s, -, -, m^2/s).
     t_end_s : if given, stop at this time (s) unless the cut-off comes first.
     t_out_s : times (s) at which observables are reported; steps land exactly on them.  Times
         after the end of the run are dropped.  ``None``: report after every accepted step

@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
-# Physical constants (physics.md section 5)
+# Physical constants (docs/model.md section 5)
 FARADAY = 96485.33  # C/mol
 RHO = 4780.0  # kg/m^3
 MOLAR_MASS = 97.46e-3  # kg/mol

@@ -1,6 +1,6 @@
 """Mesh and time-step convergence study of the P1 reference solver (``fem2d.solve_fem2d``).
 
-Runs one case of physics.md section 5 (default: Fig. 4 case (c), eta = 0.3, f = 0.25,
+Runs one case of docs/model.md section 5 (default: Fig. 4 case (c), eta = 0.3, f = 0.25,
 100 mA/g) to the cut-off at every combination of mesh level and largest time step, reporting
 the capacity at cut-off, d at 600 s and the core area fraction at 300/600/900/1200 s, plus the
 wall time of each run.  Differences are taken against the finest mesh with the smallest step.
@@ -18,7 +18,7 @@ import numpy as np
 
 from tests.reference.fem2d import solve_fem2d
 
-CASES = {  # physics.md section 5, Fig. 4: (eta, blocked fraction f)
+CASES = {  # docs/model.md section 5, Fig. 4: (eta, blocked fraction f)
     "a": (1.0, 0.0),
     "b": (0.7, 0.25),
     "c": (0.3, 0.25),

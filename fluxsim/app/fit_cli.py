@@ -30,7 +30,7 @@ def _value(text: str):
 def parse_inputs(items: list[str]) -> dict:
     """``["blocked_fraction=0.25", "surface_model=B"]`` -> ``{"blocked_fraction": 0.25, "surface_model": "B"}``."""
     from fluxsim.api import MAKE_PARAMS_NAMES
-    from fluxsim.checks import check_names
+    from fluxsim.model.checks import check_names
 
     out = {}
     for item in items:
@@ -45,7 +45,7 @@ def parse_inputs(items: list[str]) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fluxsim fit", description=__doc__.split("\n\n")[0].strip(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Column format of OBS.csv: docs/fit.md (or fluxsim.observations).")
+                                epilog="Column format of OBS.csv: docs/fit.md (or fluxsim.io.observations).")
     p.add_argument("observations", help="measurements CSV (docs/fit.md)")
     p.add_argument("inputs", nargs="*", metavar="NAME=VALUE",
                    help="fixed inputs of fluxsim.api.make_params, e.g. blocked_fraction=0.25 D_hi_m2_per_s=2e-14; "
@@ -75,13 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``fluxsim fit`` (``argv`` without the ``fit`` word)."""
+    """Entry point of ``fluxsim fit`` (``argv`` without the ``fit`` word); computes in float64."""
+    from fluxsim.precision import enable_float64
+
+    enable_float64()
     args = build_parser().parse_intermixed_args(sys.argv[1:] if argv is None else argv)
 
     from fluxsim import fit as fit_mod
-    from fluxsim import observations as obs_mod
-    from fluxsim.checks import check_numerics
-    from fluxsim.solver import Numerics
+    from fluxsim.core.polar.solver import Numerics
+    from fluxsim.io import observations as obs_mod
+    from fluxsim.model.checks import check_numerics
 
     try:
         inputs = parse_inputs(args.inputs)

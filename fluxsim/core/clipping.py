@@ -1,16 +1,10 @@
-"""Observables of one occupancy field: what operando optical microscopy measures (physics.md section 6).
+"""Exact clipping of a P1 (piecewise-linear) field on triangles at a level set: the Li-rich core's area and centroid.
 
-All functions take a nodal field ``theta`` in the ``(nr + 1, nphi)`` layout of :class:`fluxsim.geometry.PolarGrid`
-and are pure, jit- and vmap-friendly, and differentiable. Lengths are nondimensional (fractions of R).
-
-The Li-rich core is the region where the *piecewise-linear (P1) interpolant* of the nodal field exceeds
-``theta_core``. Its area and centroid are computed exactly, triangle by triangle, by clipping each triangle at the
-level set. So the centroid offset moves continuously as the front crosses a node instead of jumping by a grid
-spacing. The hard area is a C1 function of the nodal values.
-
-The smooth variant replaces the indicator ``1[theta > c]`` by the logistic weight ``sigmoid((theta - c) / width)``.
-Its integral equals the average of the hard core over thresholds ``c + width * logit(u)``, ``u ~ U(0, 1)``. That
-average is evaluated with Gauss-Legendre quadrature in ``u``, so it converges to the hard metric as ``width -> 0``.
+Shared by both solvers (the polar grid's triangulation, :mod:`fluxsim.core.polar.metrics`, and the mesh core's
+triangles, :mod:`fluxsim.core.observables`). Each triangle is clipped at the level ``c`` exactly, so the area and
+first moments of ``{P1(theta) > c}`` are C1 in the nodal values and the centroid moves continuously as a front
+crosses a node (docs/model.md section 6). The smooth variant is the logistic average of the hard core over
+thresholds ``c + width * logit(u)``, evaluated with Gauss-Legendre quadrature in ``u``.
 """
 
 from __future__ import annotations
@@ -19,8 +13,6 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
-
-from fluxsim.geometry import PolarGrid
 
 
 class CoreGeometry(NamedTuple):
@@ -35,14 +27,6 @@ class CoreGeometry(NamedTuple):
         return jnp.hypot(self.x, self.y)
 
 
-def _triangle_data(grid: PolarGrid):
-    tri = grid.triangles
-    x, y = (c[tri] for c in grid.triangle_points)
-    area = 0.5 * ((x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0]))
-    assert np.all(area > 0), "triangles must be counter-clockwise"
-    return tri, x, y, area
-
-
 def _sorted_vertices(values, x, y):
     """Sort each triangle's three vertices by value with a compare-and-swap network (cheaper than a generic sort)."""
     v = [values[:, k] for k in range(3)]
@@ -53,16 +37,6 @@ def _sorted_vertices(values, x, y):
         for arr in (v, px, py):
             arr[i], arr[j] = jnp.where(swap, arr[j], arr[i]), jnp.where(swap, arr[i], arr[j])
     return v, px, py
-
-
-def _core_moments(grid: PolarGrid, theta, thresholds):
-    """Area and first moments of ``{P1(theta) > c}`` for each threshold ``c`` in ``thresholds`` (1-D)."""
-    tri, x, y, area = _triangle_data(grid)
-    dtype = theta.dtype
-    x, y, area = (jnp.asarray(a, dtype) for a in (x, y, area))
-    flat = theta.ravel()
-    values = jnp.concatenate([flat, jnp.mean(flat[grid.quads], axis=1)])[tri]
-    return clip_moments(values, x, y, area, thresholds)
 
 
 def clip_moments(values, x, y, area, thresholds):
@@ -118,15 +92,11 @@ def clip_moments(values, x, y, area, thresholds):
             jnp.sum(pick(full_y, cut_y, one_y), axis=0))
 
 
-def _centroid(grid, area, mx, my):
-    return centroid_of(area, mx, my, grid.polygon_area)
-
-
 def centroid_of(area, mx, my, total_area):
     """:class:`CoreGeometry` from a core's area and first moments and the particle's area.
 
     Without a core the centroid is reported as 0 (not NaN): NaN in a series poisons reverse-mode gradients of
-    everything computed from it (0 * NaN = NaN). Presence is ``fraction > 0``; fluxsim.outputs turns absent offsets
+    everything computed from it (0 * NaN = NaN). Presence is ``fraction > 0``; core.outputs turns absent offsets
     into NaN behind gradient-safe guards.
     """
     present = area > 0
@@ -135,26 +105,10 @@ def centroid_of(area, mx, my, total_area):
     return CoreGeometry(area / total_area, x, y)
 
 
-def core(grid: PolarGrid, theta, threshold) -> CoreGeometry:
-    """Hard Li-rich core: area fraction and centroid of ``{theta > threshold}`` on the P1 interpolant.
-
-    The particle centroid is the origin (the inscribed polygon is symmetric), so the centroid *is* the offset ``d``
-    (in units of R); 0 when there is no core (``fraction == 0``).
-    """
-    area, mx, my = (m[0] for m in _core_moments(grid, theta, jnp.reshape(threshold, (1,))))
-    return _centroid(grid, area, mx, my)
-
-
 _SMOOTH_POINTS = 8
 _U, _W = np.polynomial.legendre.leggauss(_SMOOTH_POINTS)
 _U, _W = (_U + 1) / 2, _W / 2
 _LOGIT = np.log(_U / (1 - _U))
-
-
-def cores(grid: PolarGrid, theta, threshold, width) -> tuple[CoreGeometry, CoreGeometry]:
-    """The hard core and the smooth core (see :func:`smooth_core`) from one pass over the triangles."""
-    return cores_from_moments(lambda levels: _core_moments(grid, theta, levels), theta.dtype, threshold, width,
-                              grid.polygon_area)
 
 
 def cores_from_moments(moments, dtype, threshold, width, total_area) -> tuple[CoreGeometry, CoreGeometry]:
@@ -164,36 +118,3 @@ def cores_from_moments(moments, dtype, threshold, width, total_area) -> tuple[Co
     hard = centroid_of(area[0], mx[0], my[0], total_area)
     smooth = centroid_of(*(jnp.sum(jnp.asarray(_W, dtype) * m[1:]) for m in (area, mx, my)), total_area)
     return hard, smooth
-
-
-def smooth_core(grid: PolarGrid, theta, threshold, width) -> CoreGeometry:
-    """Smooth Li-rich core: weight ``sigmoid((theta - threshold) / width)`` instead of the hard indicator.
-
-    Computed as the logistic average of the hard core over thresholds (8-point Gauss-Legendre in the quantile), so
-    it tends to :func:`core` as ``width -> 0``.
-    """
-    return cores(grid, theta, threshold, width)[1]
-
-
-def mean(grid: PolarGrid, theta):
-    """Area-weighted mean occupancy (exact discrete Li content / pi)."""
-    return jnp.sum(jnp.asarray(grid.volume, theta.dtype) * theta) / jnp.pi
-
-
-def line_cut(grid: PolarGrid, theta, axis_angle):
-    """Occupancy along the diameter through the centre at ``axis_angle`` [rad], ``(2 nr + 1,)``.
-
-    Sample ``k`` lies at signed position ``s = (k - nr) / nr`` (units of R), positive towards ``axis_angle`` (the
-    blocked-arc centre). Values are interpolated linearly in angle along each ring.
-    """
-    nphi = grid.nphi
-
-    def ray(angle):
-        u = jnp.mod(angle, 2 * jnp.pi) / grid.dphi
-        j0 = jnp.clip(jnp.floor(u).astype(jnp.int32), 0, nphi - 1)
-        w = u - j0
-        return (1 - w) * theta[1:, j0] + w * theta[1:, (j0 + 1) % nphi]
-
-    forward = ray(axis_angle)
-    backward = ray(axis_angle + jnp.pi)
-    return jnp.concatenate([backward[::-1], theta[0, :1], forward])

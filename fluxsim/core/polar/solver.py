@@ -11,12 +11,12 @@ pytree ``params``, so ``jax.jit``, ``jax.vmap``, ``jax.grad`` and ``jax.jacfwd``
 
 Scheme
 ------
-* space: vertex-centred finite volumes on a polar grid (:mod:`fluxsim.geometry`) with Kirchhoff face fluxes
-  (:mod:`fluxsim.operators`): exact Li balance, exact surface values, monotone for the degenerate diffusivity;
+* space: vertex-centred finite volumes on a polar grid (:mod:`fluxsim.core.polar.grid`) with Kirchhoff face fluxes
+  (:mod:`~.operators`): exact Li balance, exact surface values, monotone for the degenerate diffusivity;
 * time: variable-step BDF2 (L-stable, second order) solved by Newton's method to convergence with exact block
-  solves and differentiated implicitly (:mod:`fluxsim.stepper`);
+  solves and differentiated implicitly (:mod:`fluxsim.core.polar.stepper`);
 * steps: a static schedule per protocol step, scaled by the step's horizon and graded geometrically at its start
-  (:mod:`fluxsim.protocol`). No accept/reject decisions, so results are smooth in every input;
+  (:mod:`fluxsim.model.protocol`). No accept/reject decisions, so results are smooth in every input;
 * events: the surface cut-off is located inside the step by linear interpolation of the surface extreme, and the
   state is interpolated to the event time, so the extracted capacity is a smooth function of the inputs.
 
@@ -27,55 +27,22 @@ Nondimensionalisation: lengths by R, time by ``R**2 / D_ref`` (``D_ref`` from th
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim import metrics
-from fluxsim._pytree import pytree_dataclass
-from fluxsim.constants import FARADAY_C_PER_MOL, Material
-from fluxsim.diffusivity import PowerLaw
-from fluxsim.geometry import PolarGrid
-from fluxsim.protocol import Charge, check_protocol, step_fractions
-from fluxsim.stepper import Drive, NewtonSettings, StepInputs, bdf2_step
-from fluxsim.surface import Blocking, FluxRatio, make_blocking
+from fluxsim.core.polar import metrics
+from fluxsim.core.polar.grid import PolarGrid
+from fluxsim.core.polar.stepper import Drive, NewtonSettings, StepInputs, bdf2_step
+from fluxsim.core.solution import Solution
+from fluxsim.model.constants import FARADAY_C_PER_MOL
+from fluxsim.model.params import Params
+from fluxsim.model.protocol import Charge, check_protocol, step_fractions
+from fluxsim.precision import FLOAT64_OFF, float64_enabled
 
-
-@pytree_dataclass
-class Params:
-    """Every number of one simulation that can be swept, fitted or differentiated (SI, unit-suffixed).
-
-    Attributes:
-        radius_m: particle radius R [m] (default 1.2e-6, the paper's 2.4 um diameter).
-        rate_mA_per_g: specific current of charge/discharge steps whose own rate is None [mA g-1] (default 100).
-        theta0: initial uniform Li occupancy [-] (default 1.0; use 1 - 1e-4 with surface model B).
-        theta_cut: surface occupancy that ends a charge (fixed upper cut-off voltage) [-] (default 0.2).
-        theta_upper: surface occupancy that ends a discharge [-] (default 0.99).
-        theta_core: occupancy above which a region counts as Li-rich core [-] (default 0.97).
-        core_smoothing: sigmoid width of the smooth core metrics, in occupancy [-] (default 0.005).
-        voltage_cut_V: upper cut-off voltage of a charge for surface model B [V] (default inf: none).
-        blocking: where the surface is blocked (:class:`fluxsim.surface.Blocking`).
-        diffusivity: the D(theta) law (:mod:`fluxsim.diffusivity`).
-        kinetics: surface model, :class:`~fluxsim.surface.FluxRatio` (A) or :class:`~fluxsim.surface.FilmResistance`
-            (B).
-        material: molar mass and density (:class:`fluxsim.constants.Material`).
-    """
-
-    radius_m: float = 1.2e-6
-    rate_mA_per_g: float = 100.0
-    theta0: float = 1.0
-    theta_cut: float = 0.2
-    theta_upper: float = 0.99
-    theta_core: float = 0.97
-    core_smoothing: float = 0.005
-    voltage_cut_V: float = math.inf
-    blocking: Blocking = dataclasses.field(default_factory=make_blocking)
-    diffusivity: Any = dataclasses.field(default_factory=PowerLaw)
-    kinetics: Any = dataclasses.field(default_factory=FluxRatio)
-    material: Material = dataclasses.field(default_factory=Material)
+__all__ = ["Numerics", "Params", "Solution", "check_numerics", "simulate"]  # Params, Solution: defined below
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,40 +82,6 @@ class Numerics:
     @property
     def grid(self) -> PolarGrid:
         return PolarGrid(self.nr, self.nphi)
-
-
-class Solution(NamedTuple):
-    """Raw outputs of :func:`simulate` (a pytree of arrays; :class:`fluxsim.api.Result` wraps it for users).
-
-    Series have one entry per saved time (the initial state, then every ``save_every`` steps), ``n_save`` in all.
-    After a protocol step ends early (cut-off) its remaining entries repeat the final state.
-    """
-
-    t_s: jnp.ndarray  # (n_save,) time since the start of the protocol [s]
-    protocol_step: jnp.ndarray  # (n_save,) index of the protocol step
-    passed_capacity_mAh_per_g: jnp.ndarray  # (n_save,) net charge passed (charge positive) [mAh g-1]
-    mean_theta: jnp.ndarray  # (n_save,)
-    surface_min_theta: jnp.ndarray  # (n_save,)
-    surface_max_theta: jnp.ndarray  # (n_save,)
-    theta_min: jnp.ndarray  # (n_save,) over the whole particle
-    theta_max: jnp.ndarray  # (n_save,)
-    core_fraction: jnp.ndarray  # (n_save,) area fraction of the Li-rich core
-    core_x_nm: jnp.ndarray  # (n_save,) core centroid relative to the particle centroid [nm] (0 where no core)
-    core_y_nm: jnp.ndarray
-    smooth_core_fraction: jnp.ndarray  # (n_save,) sigmoid-weighted versions
-    smooth_core_x_nm: jnp.ndarray
-    smooth_core_y_nm: jnp.ndarray
-    voltage_V: jnp.ndarray  # (n_save,) cell voltage (surface model B; NaN for model A)
-    line_cut: jnp.ndarray  # (n_save, 2 nr + 1) occupancy along the arc axis
-    step_end_s: jnp.ndarray  # (n_protocol,) time each protocol step ended [s]
-    step_cutoff: jnp.ndarray  # (n_protocol,) whether it ended at its cut-off (not its time limit)
-    snapshots: jnp.ndarray  # (n_snapshots, nr + 1, nphi) occupancy at the requested times (NaN: not reached)
-    core_vanish_s: jnp.ndarray  # first time the maximum occupancy falls to theta_core [s] (NaN: never)
-    core_vanish_x_nm: jnp.ndarray  # where the last of the core was (node of maximum occupancy) [nm]
-    core_vanish_y_nm: jnp.ndarray
-    newton_iterations: jnp.ndarray  # most Newton updates any time step needed
-    newton_change: jnp.ndarray  # largest last Newton update of any step (occupancy): ~1e-15 when all converged
-    newton_total: jnp.ndarray  # Newton updates summed over all time steps (a cost diagnostic)
 
 
 def _cell_voltage(params: Params, theta, drive: Drive):
@@ -288,7 +221,7 @@ def _time_step(ctx: _Context, step, drive, horizon, t_start, c: _Carry, schedule
 
 
 def _horizon(ctx: _Context, step, theta, rate):
-    """Duration [s] over which a protocol step's time steps are laid out (see :mod:`fluxsim.protocol`)."""
+    """Duration [s] over which a protocol step's time steps are laid out (see :mod:`fluxsim.model.protocol`)."""
     params = ctx.params
     mean_rate = rate / (3600.0 * params.material.theoretical_capacity_mAh_per_g)  # s-1
     mean_now = metrics.mean(ctx.grid, theta)
@@ -361,8 +294,8 @@ def check_numerics(numerics: Numerics, protocol) -> None:
     """Raise a clear error for inconsistent numerics before any compute."""
     if numerics.dtype not in ("float64", "float32"):
         raise ValueError(f"numerics.dtype must be 'float64' or 'float32', got {numerics.dtype!r}")
-    if numerics.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("numerics.dtype = 'float64' needs jax_enable_x64 (import fluxsim enables it)")
+    if numerics.dtype == "float64" and not float64_enabled():
+        raise ValueError(FLOAT64_OFF)
     for i, step in enumerate(protocol):
         n_steps = step.n_steps or numerics.n_steps
         if n_steps % numerics.save_every:
@@ -383,8 +316,8 @@ def simulate(
 
     Args:
         params: physical inputs (traced: sweepable and differentiable).
-        protocol: sequence of :class:`~fluxsim.protocol.Charge`, :class:`~fluxsim.protocol.Rest` and
-            :class:`~fluxsim.protocol.Discharge` steps (static).
+        protocol: sequence of :class:`~fluxsim.model.protocol.Charge`, :class:`~fluxsim.model.protocol.Rest` and
+            :class:`~fluxsim.model.protocol.Discharge` steps (static).
         numerics: discretisation (static).
         snapshot_times_s: times [s] since the start at which to keep the whole field (static tuple).
         early_exit: stop integrating a protocol step once every simulation in the batch has passed its cut-off (a

@@ -2,7 +2,7 @@
 
 The command line (``fluxsim ...``) composes ``conf/config.yaml`` with hydra; :func:`load` turns the resulting
 ``DictConfig`` into a :class:`JobConfig`: the base inputs of :func:`fluxsim.api.make_params`, the protocol steps, the
-:class:`~fluxsim.solver.Numerics`, the sweep (one set of ``make_params`` keywords per point, its dimensions and
+:class:`~fluxsim.Numerics`, the sweep (one set of ``make_params`` keywords per point, its dimensions and
 coordinates), the output and runtime settings. Every sweep point is checked by ``make_params`` here (per axis, not
 point by point: :func:`representative_points`), so a bad value anywhere in a study of any size fails in seconds with
 a message naming the parameter, the value and the allowed range, rather than after hours of compute. Points are
@@ -15,267 +15,50 @@ Config keys carry the unit-suffixed names of ``make_params`` (``surface.eta``, `
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig
 
-from fluxsim import checks
 from fluxsim.api import make_params
-from fluxsim.checks import MIN_ARC_NODES, MIN_SAVES_PER_STEP  # noqa: F401  (re-exported: the resolution limits)
-from fluxsim.constants import FARADAY_C_PER_MOL
-from fluxsim.protocol import Charge, Discharge, Rest, check_protocol
-from fluxsim.solver import Numerics, Params, check_numerics
+from fluxsim.app.hydra_glue import as_plain, config_hash, dump_yaml, identity, to_container
+from fluxsim.core.polar.solver import Numerics, check_numerics
+from fluxsim.model import catalogue, checks
+from fluxsim.model.checks import MIN_ARC_NODES, MIN_SAVES_PER_STEP  # noqa: F401  (re-exported: the resolution limits)
+from fluxsim.model.constants import FARADAY_C_PER_MOL
+from fluxsim.model.protocol import Charge, Discharge, Rest, check_protocol
+from fluxsim.study.plan import block_shape
+from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
+    POINT_DIM,
+    ConfigError,
+    JobConfig,
+    OutputSpec,
+    PointInputs,
+    PointParams,
+    RuntimeSpec,
+    SweepSpec,
+    parse_shard,
+)
 
+#: Scalar inputs of ``make_params`` (sweepable) -> (UDUNITS unit, long name): the catalogue's.
+INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.INPUTS[n].unit, catalogue.INPUTS[n].long_name)
+                                      for n in catalogue.SWEEPABLE}
 
-class ConfigError(ValueError):
-    """A config value is missing, of the wrong type or outside its allowed range."""
+#: Config key (group.key) -> make_params keyword, for every physical input: the catalogue's.
+CONFIG_INPUTS: dict[str, str] = catalogue.BY_CONFIG_KEY
 
-
-#: Scalar inputs of ``make_params`` (sweepable), with UDUNITS units and a long name.
-INPUTS: dict[str, tuple[str, str]] = {
-    "radius_m": ("m", "particle radius"),
-    "rate_mA_per_g": ("mA g-1", "specific current"),
-    "eta": ("1", "flux ratio on the blocked arc (j_RSL / j_NMC)"),
-    "blocked_fraction": ("1", "blocked fraction of the perimeter"),
-    "arc_center_rad": ("rad", "centre angle of the blocked arc"),
-    "theta0": ("1", "initial Li occupancy"),
-    "theta_cut": ("1", "surface occupancy at the charge cut-off"),
-    "theta_upper": ("1", "surface occupancy at the discharge cut-off"),
-    "theta_core": ("1", "occupancy threshold of the Li-rich core"),
-    "core_smoothing": ("1", "sigmoid width of the smooth core metrics"),
-    "molar_mass_g_per_mol": ("g mol-1", "molar mass"),
-    "density_kg_per_m3": ("kg m-3", "density"),
-    "D_hi_m2_per_s": ("m2 s-1", "plateau diffusivity"),
-    "theta_ref": ("1", "occupancy where the diffusivity plateau starts"),
-    "exponent": ("1", "power-law exponent of the diffusivity"),
-    "D_floor_m2_per_s": ("m2 s-1", "diffusivity floor"),
-    "D_m2_per_s": ("m2 s-1", "constant diffusivity"),
-    "D_low_m2_per_s": ("m2 s-1", "diffusivity at the bottom of the low-theta dip"),
-    "theta_dip": ("1", "centre of the low-theta dip"),
-    "dip_width": ("1", "width of the low-theta dip"),
-    "r_NMC_ohm_m2": ("ohm m2", "film resistance of the open surface"),
-    "U0_V": ("V", "open-circuit potential at half occupancy"),
-    "k_V": ("V", "open-circuit potential slope term"),
-    "temperature_K": ("K", "temperature"),
-    "voltage_cut_V": ("V", "upper cut-off voltage"),
-}
-
-#: Config key (group.key) -> make_params keyword, for every physical input.
-CONFIG_INPUTS: dict[str, str] = {
-    "geometry.radius_m": "radius_m",
-    "material.molar_mass_g_per_mol": "molar_mass_g_per_mol",
-    "material.density_kg_per_m3": "density_kg_per_m3",
-    "diffusivity.law": "diffusivity",
-    **{f"diffusivity.{k}": k for k in (
-        "D_hi_m2_per_s", "theta_ref", "exponent", "D_floor_m2_per_s", "D_m2_per_s", "table_theta",
-        "table_D_m2_per_s", "low_theta_dip", "D_low_m2_per_s", "theta_dip", "dip_width")},
-    "surface.model": "surface_model",
-    **{f"surface.{k}": k for k in (
-        "eta", "blocked_fraction", "arc_center_rad", "extra_arcs", "eta_profile", "flux_normalisation",
-        "r_NMC_ohm_m2", "U0_V", "k_V", "temperature_K", "voltage_cut_V")},
-    **{f"protocol.{k}": k for k in ("rate_mA_per_g", "theta0", "theta_cut", "theta_upper")},
-    "output.theta_core": "theta_core",
-    "output.core_smoothing": "core_smoothing",
-}
-
-_LAW_INPUTS = {
-    "power_law": {"D_hi_m2_per_s", "theta_ref", "exponent", "D_floor_m2_per_s"},
-    "constant": {"D_m2_per_s"},
-    "tabulated": set(),
-}
-_DIP_INPUTS = {"D_low_m2_per_s", "theta_dip", "dip_width"}
-_MODEL_B_INPUTS = {"r_NMC_ohm_m2", "U0_V", "k_V", "temperature_K", "voltage_cut_V"}
+#: The inputs of each D law, of the low-theta dip and of surface model B (an input of another law / model is refused).
+_LAW_INPUTS = {law: set(catalogue.applying_to(f"diffusivity {law}")) for law in catalogue.DIFFUSIVITY_LAWS}
+_DIP_INPUTS = set(catalogue.applying_to(catalogue.DIP))
+_MODEL_B_INPUTS = set(catalogue.applying_to(catalogue.MODEL_B))
 _ALL_LAW_INPUTS = set().union(*_LAW_INPUTS.values())
-
-#: Parts of the config that do not change results: left out of the hash that names the run folder and guards
-#: resumed stores.
-#: ``sweep.shard`` only says which blocks a job computes: all shards of a study share its folder and its store.
-NOT_IN_IDENTITY = ("hydra", "runtime", "sweep.shard", "output.store", "output.plots", "output.overwrite")
-
-POINT_DIM = "point"
-
-#: The checkout: ``conf/`` (config groups) and ``sweeps/`` (the preset studies, group ``preset``) lie beside the
-#: package. ``conf/config.yaml`` puts ``sweeps/`` on hydra's search path through ``${fluxsim_root:}``.
-ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
-SWEEPS_DIR = ROOT / "sweeps"
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Typed configuration
 # ---------------------------------------------------------------------------------------------------------------
-class PointInputs(Sequence):
-    """The ``make_params`` keywords of every sweep point, computed on demand (C order over the sweep dims).
-
-    A study of a million points holds its axes, not a million dictionaries: memory stays flat in the number of
-    points (issue 9).
-    """
-
-    def __init__(self, base: Mapping, dims: tuple[str, ...], coords: Mapping[str, np.ndarray],
-                 points: tuple[Mapping, ...]):
-        self.base, self.dims, self.coords, self.points = dict(base), tuple(dims), coords, tuple(points)
-        self.shape = tuple(len(coords[d]) for d in dims)
-        self._size = math.prod(self.shape)
-
-    def __len__(self) -> int:
-        return self._size
-
-    def __getitem__(self, flat):
-        if isinstance(flat, slice):
-            return [self[i] for i in range(*flat.indices(self._size))]
-        flat = int(flat)
-        if flat < 0:
-            flat += self._size
-        if not 0 <= flat < self._size:
-            raise IndexError(f"sweep point {flat} out of range (the sweep has {self._size} points)")
-        kw = dict(self.base)
-        for d, i in zip(self.dims, np.unravel_index(flat, self.shape), strict=True):
-            if d == POINT_DIM:
-                kw.update(self.points[i])
-            else:
-                kw[d] = float(self.coords[d][i])
-        return kw
-
-
-class PointParams(Sequence):
-    """The :class:`~fluxsim.solver.Params` of every sweep point, built on demand from :class:`PointInputs`.
-
-    The points were validated by :func:`load`; a block of the sweep builds only its own points' ``Params``
-    (:func:`fluxsim.sweep.run_blocks`), so memory stays flat in the number of points.
-    """
-
-    def __init__(self, inputs: Sequence[Mapping]):
-        self.inputs = inputs
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def __getitem__(self, flat):
-        if isinstance(flat, slice):
-            return [make_params(**kw) for kw in self.inputs[flat]]
-        return make_params(**self.inputs[flat])
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepSpec:
-    """The points of a study and how they are laid out.
-
-    Attributes:
-        name: study name (folder name under ``outputs/``).
-        dims: dimension names in store order: ``"point"`` first when explicit points are given, then the grid
-            inputs in config order.
-        shape: size of each dimension.
-        coords: dimension coordinates (``point``: 0..n-1; grid inputs: their values).
-        point_coords: non-dimension coordinates along ``point`` (the inputs the points set, and ``label``).
-        inputs: ``make_params`` keywords of every point, flattened in C order over ``dims`` (a lazy
-            :class:`PointInputs`: computed per point on access).
-        chunk_shape: block of points computed together and written as one zarr chunk (product <= chunk_size);
-            None until resolved when ``chunk_size`` is ``auto`` (see :meth:`with_chunk_size`).
-        chunk_size: simulations per vmapped batch; None for ``auto`` (derived from a memory budget at run time,
-            :func:`fluxsim.sweep.auto_chunk_size`).
-        shard: ``(i, n)``: this job computes only blocks ``k`` with ``k % n == i`` (None: all blocks).
-    """
-
-    name: str
-    dims: tuple[str, ...]
-    shape: tuple[int, ...]
-    coords: Mapping[str, np.ndarray]
-    point_coords: Mapping[str, np.ndarray]
-    inputs: Sequence[Mapping[str, Any]]
-    chunk_shape: tuple[int, ...] | None
-    chunk_size: int | None
-    shard: tuple[int, int] | None = None
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def swept(self) -> tuple[str, ...]:
-        """The inputs that vary across points."""
-        return tuple(d for d in self.dims if d != POINT_DIM) + tuple(k for k in self.point_coords if k != "label")
-
-    def with_chunk_size(self, chunk_size: int) -> SweepSpec:
-        """The same sweep with a concrete chunk size (resolves ``auto``)."""
-        return dataclasses.replace(self, chunk_size=chunk_size, chunk_shape=block_shape(self.shape, chunk_size))
-
-    def with_chunk_shape(self, chunk_shape) -> SweepSpec:
-        """The same sweep with the block shape of an existing store (a job joining it adopts its chunking)."""
-        chunk_shape = tuple(int(c) for c in chunk_shape)
-        if len(chunk_shape) != len(self.shape) or any(not 1 <= c <= n for c, n in zip(chunk_shape, self.shape)):
-            raise ConfigError(f"chunk shape {chunk_shape} does not fit the sweep shape {self.shape}")
-        return dataclasses.replace(self, chunk_size=int(np.prod(chunk_shape)), chunk_shape=chunk_shape)
-
-
-@dataclasses.dataclass(frozen=True)
-class OutputSpec:
-    """What is stored per simulation (see :mod:`fluxsim.store`)."""
-
-    times_s: np.ndarray
-    snapshot_times_s: tuple[float, ...]
-    line_cut: bool
-    core_fraction_levels: tuple[float, ...]
-    store: str | None
-    zarr_format: int
-    plots: bool
-    overwrite: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class RuntimeSpec:
-    """How to run (never changes results).
-
-    ``memory_budget_gb``: memory one device may use for a batch, in GB (1e9 bytes); used by
-    ``sweep.chunk_size: auto``; None: 80 % of an accelerator's memory, 1 GB per CPU device.
-    """
-
-    progress: bool
-    devices: int | None
-    platform: str | None
-    compilation_cache_dir: str | None
-    memory_budget_gb: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class JobConfig:
-    """One fluxsim job, validated.
-
-    Attributes:
-        base_inputs: ``make_params`` keywords from the groups (before the sweep overrides them).
-        params: one :class:`~fluxsim.solver.Params` per point (C order over ``sweep.dims``; a lazy
-            :class:`PointParams`: built per point on access).
-        protocol: protocol steps (static).
-        numerics: discretisation (static).
-        sweep: the points.
-        output: what to store.
-        runtime: how to run.
-        config_yaml: the full resolved config (without the hydra node), as YAML.
-        identity_yaml: the part of it that determines the results, as YAML (stored; checked on resume).
-        config_hash: short hash of ``identity_yaml``.
-    """
-
-    base_inputs: Mapping[str, Any]
-    params: Sequence[Params]
-    protocol: tuple
-    numerics: Numerics
-    sweep: SweepSpec
-    output: OutputSpec
-    runtime: RuntimeSpec
-    config_yaml: str
-    identity_yaml: str
-    config_hash: str
-
-    def with_sweep(self, sweep: SweepSpec) -> JobConfig:
-        """The same job with ``sweep`` replaced (used to resolve ``chunk_size: auto``)."""
-        return dataclasses.replace(self, sweep=sweep)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------------------------
@@ -308,75 +91,6 @@ def _bool(path: str, value) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{path} = {value!r} must be true or false")
     return value
-
-
-def _drop(container: dict, path: str) -> None:
-    head, _, tail = path.partition(".")
-    if head in container:
-        if tail:
-            if isinstance(container[head], dict):
-                _drop(container[head], tail)
-        else:
-            del container[head]
-
-
-def to_container(cfg) -> dict:
-    """The resolved config as plain Python containers (without the hydra node)."""
-    if isinstance(cfg, DictConfig):
-        # Section by section, so that the hydra node (whose runtime values may be unset) is never resolved.
-        cfg = {key: as_plain(cfg[key]) for key in cfg if key != "hydra"}
-    cfg = json.loads(json.dumps(cfg, default=float))  # deep copy, plain types
-    cfg.pop("hydra", None)
-    return cfg
-
-
-def identity(cfg) -> dict:
-    """The part of the config that determines the results (see :data:`NOT_IN_IDENTITY`)."""
-    container = to_container(cfg)
-    for path in NOT_IN_IDENTITY:
-        _drop(container, path)
-    return container
-
-
-def config_hash(cfg) -> str:
-    """Short stable hash of :func:`identity` (names the run folder)."""
-    text = json.dumps(identity(cfg), sort_keys=True, allow_nan=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _hash_resolver(*, _root_):
-    root = OmegaConf.to_container(_root_, resolve=False)
-    root.pop("hydra", None)
-    return config_hash(OmegaConf.create(root))
-
-
-def _shard_suffix_resolver(*, _root_):
-    try:
-        shard = parse_shard(OmegaConf.select(_root_, "sweep.shard", default=None))
-    except ConfigError:  # refused with its message (exit 2) by the validation that runs before the job starts
-        return "-invalid-shard"
-    return "" if shard is None else f"-shard{shard[0]}of{shard[1]}"
-
-
-def register_resolvers() -> None:
-    """Register the resolvers the config files use.
-
-    ``${fluxsim_config_hash:}`` names the run folder (``conf/hydra/default.yaml``); ``${fluxsim_root:}`` is the
-    checkout, so that ``conf/config.yaml`` can put ``sweeps/`` on the search path from any working directory;
-    ``${fluxsim_shard_suffix:}`` is ``-shard<i>of<n>`` for a sharded job (its own log and ``.hydra`` record in the
-    study folder that all shards share), else empty.
-    """
-    if not OmegaConf.has_resolver("fluxsim_config_hash"):
-        OmegaConf.register_new_resolver("fluxsim_config_hash", _hash_resolver)
-    if not OmegaConf.has_resolver("fluxsim_root"):
-        OmegaConf.register_new_resolver("fluxsim_root", lambda: str(ROOT))
-    if not OmegaConf.has_resolver("fluxsim_shard_suffix"):
-        OmegaConf.register_new_resolver("fluxsim_shard_suffix", _shard_suffix_resolver)
-
-
-def dump_yaml(container) -> str:
-    """YAML text of a plain container (OmegaConf's dumper: ``.inf`` for infinity, key order kept)."""
-    return OmegaConf.to_yaml(OmegaConf.create(container))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -537,16 +251,6 @@ def _check_sweepable(path: str, name: str, base: Mapping, protocol) -> None:
         raise ConfigError(f"{path}: rate_mA_per_g has no effect: every protocol step sets its own rate")
 
 
-def block_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
-    """Largest block (filling the last dimensions first) with at most ``chunk_size`` points."""
-    block, left = [], chunk_size
-    for n in reversed(shape):
-        b = max(1, min(n, left))
-        block.append(b)
-        left = max(1, left // b)
-    return tuple(reversed(block))
-
-
 def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
     section = _get(cfg, "sweep")
     unknown = set(section) - {"name", "grid", "points", "chunk_size", "shard"}
@@ -625,34 +329,24 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
     )
 
 
-def parse_shard(value) -> tuple[int, int] | None:
-    """``"i/n"`` (job i of n, 0-based) -> ``(i, n)``; None or ``"0/1"``-style null -> None."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    parts = text.split("/")
-    if len(parts) == 2 and all(p.strip().isdigit() for p in parts):
-        i, n = (int(p) for p in parts)
-        if 0 <= i < n:
-            return None if n == 1 else (i, n)
-    raise ConfigError(f"sweep.shard = {value!r} must be 'i/n' with 0 <= i < n (job i of n jobs), or null")
-
-
 def _max_duration_s(inputs: Mapping, protocol):
     """Upper bound on a point's protocol duration [s] (a charge cannot outlast its mean reaching theta_cut).
 
     Elementwise: ``inputs`` may hold arrays that broadcast against each other (:func:`_broadcast_inputs`), which
     bounds every point of a grid at once.
     """
-    q_th = FARADAY_C_PER_MOL / (3.6 * np.asarray(inputs.get("molar_mass_g_per_mol", 97.46), float))
-    theta0 = np.asarray(inputs.get("theta0", 1.0), float)
-    theta_cut, theta_upper = inputs.get("theta_cut", 0.2), inputs.get("theta_upper", 0.99)
+    def given(name):
+        return inputs.get(name, catalogue.default(name))
+
+    q_th = FARADAY_C_PER_MOL / (3.6 * np.asarray(given("molar_mass_g_per_mol"), float))
+    theta0 = np.asarray(given("theta0"), float)
+    theta_cut, theta_upper = given("theta_cut"), given("theta_upper")
     total = 0.0
     for step in protocol:
         if step.kind == "rest":
             total = total + step.duration_s
             continue
-        rate = step.rate_mA_per_g or inputs.get("rate_mA_per_g", 100.0)
+        rate = step.rate_mA_per_g or given("rate_mA_per_g")
         span = (np.maximum(theta0, theta_upper) - theta_cut) if step.kind == "charge" else (theta_upper - theta_cut)
         bound = span * 3600.0 * q_th / rate if step.until_cutoff else math.inf
         total = total + np.minimum(step.max_duration_s, bound)
@@ -872,7 +566,7 @@ def _axis_points(sweep: SweepSpec) -> Iterator[int]:
 
 
 def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
-    """Refuse numerics too coarse for any point of the sweep (:func:`fluxsim.checks.check_resolution`).
+    """Refuse numerics too coarse for any point of the sweep (:func:`fluxsim.model.checks.check_resolution`).
 
     Raises:
         ConfigError: naming the numerics key, its value, the input it cannot resolve and what would do.
@@ -896,8 +590,3 @@ def _describe(sweep: SweepSpec, flat: int) -> str:
     return ", ".join(parts)
 
 
-def as_plain(value):
-    """OmegaConf containers to Python (for values read from a DictConfig node)."""
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value

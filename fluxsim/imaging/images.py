@@ -1,6 +1,6 @@
 """Operando microscopy image stacks: simulated frames (forward) and the paper's core-offset metrics (analysis).
 
-Convention of Lun et al. 2025 (Fig. 2, Fig. 5d; physics.md section 6): the optical intensity of NMC rises
+Convention of Lun et al. 2025 (Fig. 2, Fig. 5d; docs/model.md section 6): the optical intensity of NMC rises
 monotonically as Li is removed. Each frame is turned into a *differential intensity* image normalised with respect
 to the first frame,
 
@@ -22,7 +22,7 @@ The default ``gain = 0.05 / (1 - 0.97)`` makes the paper's ``dI < 0.05`` select 
 Analysis (:func:`analyse_frames`, :func:`analyse_file`): the particle mask is given, or segmented from the first
 raw frame (Otsu threshold between the bright particle and the darker matrix, largest connected region, holes
 filled); per frame the metrics above; :meth:`FrameMetrics.to_observations` gives the rows of the observations CSV
-(:mod:`fluxsim.observations`), with the particle's equivalent radius ``sqrt(area / pi)``.
+(:mod:`fluxsim.io.observations`), with the particle's equivalent radius ``sqrt(area / pi)``.
 
 Stacks are ``(frames, rows, columns)`` arrays: ``.npy`` always works; TIFF stacks need the optional ``tifffile``
 package (``pip install fluxsim[images]``), imported only when a TIFF is read or written.
@@ -37,13 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
-from fluxsim import observations as obs_mod
+from fluxsim.io import observations as obs_mod
+from fluxsim.model.catalogue import DEFAULTS
 
 #: Differential intensity below which a pixel counts as unreacted (Li-rich), as in Lun et al. 2025, Fig. 5d.
 DEFAULT_THRESHOLD = 0.05
 
 
-def matched_gain(theta_core: float = 0.97, theta0: float = 1.0, threshold: float = DEFAULT_THRESHOLD) -> float:
+def matched_gain(theta_core: float = DEFAULTS["theta_core"], theta0: float = DEFAULTS["theta0"],
+                 threshold: float = DEFAULT_THRESHOLD) -> float:
     """Gain of :func:`linear_intensity` for which ``dI < threshold`` is the same region as ``theta > theta_core``."""
     if not theta0 > theta_core:
         raise ValueError(f"theta0 ({theta0}) must exceed theta_core ({theta_core})")
@@ -145,7 +147,7 @@ def render_frames(
     paper's differential images).
 
     Args:
-        snapshots: ``(n, nr + 1, nphi)`` nodal occupancies (:attr:`fluxsim.solver.Solution.snapshots`).
+        snapshots: ``(n, nr + 1, nphi)`` nodal occupancies (:attr:`fluxsim.core.solution.Solution.snapshots`).
         radius_m: particle radius [m].
         pixel_size_nm: pixel edge [nm].
         times_s: frame times [s], ``(n,)``.
@@ -204,7 +206,7 @@ def simulate_snapshots(params, rates_mA_per_g: Sequence[float], capacities_mAh_p
     import jax
 
     from fluxsim import fit as fit_mod
-    from fluxsim.protocol import Charge
+    from fluxsim.model.protocol import Charge
 
     numerics = numerics or fit_mod.DEFAULT_NUMERICS
     cap = np.asarray(capacities_mAh_per_g, float)
@@ -217,7 +219,7 @@ def simulate_snapshots(params, rates_mA_per_g: Sequence[float], capacities_mAh_p
     protocol = (Charge(max_duration_s=horizon, until_cutoff=False),)
 
     def one(rate):
-        from fluxsim.solver import simulate
+        from fluxsim.core.polar.solver import simulate
 
         return simulate(fit_mod.time_rescaled(params, rate_sim, rate), protocol, numerics,
                         snapshot_times_s=canonical).snapshots
@@ -226,14 +228,14 @@ def simulate_snapshots(params, rates_mA_per_g: Sequence[float], capacities_mAh_p
     return snaps, cap[None, :] * 3600.0 / rates[:, None]
 
 
-def hard_offsets(snapshots: np.ndarray, radius_m: float, theta_core: float = 0.97):
-    """The simulation's own hard core metric (:func:`fluxsim.metrics.core`) of each snapshot: ``(x_nm, y_nm,
+def hard_offsets(snapshots: np.ndarray, radius_m: float, theta_core: float = DEFAULTS["theta_core"]):
+    """The simulation's own hard core metric (:func:`fluxsim.core.polar.metrics.core`) of each snapshot: ``(x_nm, y_nm,
     fraction)`` arrays of the snapshots' leading shape."""
     import jax
     import jax.numpy as jnp
 
-    from fluxsim.geometry import PolarGrid
-    from fluxsim.metrics import core
+    from fluxsim.core.polar.grid import PolarGrid
+    from fluxsim.core.polar.metrics import core
 
     snaps = np.asarray(snapshots, float)
     grid = PolarGrid(snaps.shape[-2] - 1, snaps.shape[-1])

@@ -5,7 +5,7 @@ Every law provides
 * ``law(theta)``: the diffusivity D [m2 s-1] at occupancy ``theta``;
 * ``law.kirchhoff(theta)``: the Kirchhoff potential ``K(theta) = integral of D`` [m2 s-1], up to an additive constant,
   so that ``div(D grad theta) = laplacian K(theta)``; the solver's face flux ``-(K_j - K_i) / dx`` then uses the exact
-  mean of D between the two node values (monotone for degenerate diffusion, physics.md section 4);
+  mean of D between the two node values (monotone for degenerate diffusion, docs/model.md section 4);
 * ``law.reference``: a representative diffusivity [m2 s-1] that sets the solver's time scale ``R**2 / reference``.
 
 All numbers are pytree leaves: they can be swept with ``vmap``, fitted and differentiated.
@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim._pytree import pytree_dataclass
+from fluxsim.model._pytree import pytree_dataclass
+from fluxsim.model.catalogue import default
 
 
 def _safe_pow(x, p):
@@ -35,7 +36,7 @@ def _exprel(z):
 
 @pytree_dataclass
 class PowerLaw:
-    """Default law (physics.md section 4): very slow near full lithiation, fast once Li leaves.
+    """Default law (docs/model.md section 4): very slow near full lithiation, fast once Li leaves.
 
     ``D(theta) = D_hi * min(1, ((1 - theta) / (1 - theta_ref)) ** exponent) + D_floor``
 
@@ -46,10 +47,10 @@ class PowerLaw:
         D_floor_m2_per_s: floor at full lithiation [m2 s-1], default 1e-20 (must be > 0).
     """
 
-    D_hi_m2_per_s: float = 1e-14
-    theta_ref: float = 0.80
-    exponent: float = 3.0
-    D_floor_m2_per_s: float = 1e-20
+    D_hi_m2_per_s: float = default("D_hi_m2_per_s")
+    theta_ref: float = default("theta_ref")
+    exponent: float = default("exponent")
+    D_floor_m2_per_s: float = default("D_floor_m2_per_s")
 
     def __call__(self, theta):
         x = jnp.clip(1.0 - theta, 0.0, None) / (1.0 - self.theta_ref)
@@ -74,7 +75,7 @@ class PowerLaw:
 class ConstantDiffusivity:
     """Constant D [m2 s-1] (negative control: no sharp Li-rich core; also the analytic Bessel-series case)."""
 
-    D_m2_per_s: float = 1e-14
+    D_m2_per_s: float = default("D_m2_per_s")
 
     def __call__(self, theta):
         return jnp.full_like(theta, self.D_m2_per_s) if hasattr(theta, "shape") else self.D_m2_per_s
@@ -137,7 +138,7 @@ _DIP_PANELS = 128
 
 @pytree_dataclass
 class LowThetaDip:
-    """A base law with the optional low-occupancy dip of physics.md section 4.
+    """A base law with the optional low-occupancy dip of docs/model.md section 4.
 
     ``log D <- (1 - s) log D_base + s log D_low``, ``s = 1 / (1 + exp((theta - theta_dip) / width))``.
 
@@ -153,9 +154,9 @@ class LowThetaDip:
     """
 
     base: PowerLaw
-    D_low_m2_per_s: float = 1e-15
-    theta_dip: float = 0.3
-    width: float = 0.05
+    D_low_m2_per_s: float = default("D_low_m2_per_s")
+    theta_dip: float = default("theta_dip")
+    width: float = default("dip_width")
 
     def __call__(self, theta):
         s = jax.nn.sigmoid((self.theta_dip - theta) / self.width)

@@ -32,8 +32,12 @@ MIN_ARC_NODES = 1.0
 #: that each step's series (d(t), core fraction, ...) is more than a straight line between its end points.
 MIN_SAVES_PER_STEP = 4
 
-#: Integer fields of :class:`~fluxsim.solver.Numerics` and their smallest allowed value.
+#: Integer fields of :class:`~fluxsim.core.polar.solver.Numerics` and their smallest allowed value.
 NUMERICS_MIN_INT = {"nr": 2, "nphi": 8, "n_steps": MIN_SAVES_PER_STEP, "save_every": 1, "newton_max_iterations": 1}
+
+
+class ConfigError(ValueError):
+    """A config value is missing, of the wrong type or outside its allowed range."""
 
 
 class InputError(ValueError):
@@ -132,7 +136,7 @@ def check_names(given: Iterable[str], allowed: Iterable[str], where: str, listed
 
 
 def check_numerics(numerics, prefix: str = ""):
-    """Refuse :class:`~fluxsim.solver.Numerics` fields of the wrong type or outside their range.
+    """Refuse :class:`~fluxsim.core.polar.solver.Numerics` fields of the wrong type or outside their range.
 
     Names are ``prefix + field`` (``n_steps`` for the API, ``numerics.n_steps`` for the config).
 

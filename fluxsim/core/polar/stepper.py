@@ -11,7 +11,7 @@ Why fully implicit with Newton: the diffusivity is degenerate (1e6 contrast), an
 core collapses the front speed diverges. Linearly implicit schemes (Rosenbrock, Picard) either overshoot or lose
 accuracy there; Newton on the exact BDF2 equations does not. The Newton update is solved in Kirchhoff-increment
 variables ``z = D dx``, where the Jacobian ``V / D + beta h L (+ dB/dtheta / D)`` is symmetric and strictly
-diagonally dominant, exactly, by :mod:`fluxsim.blocksolve`. Every Newton update preserves the discrete Li balance
+diagonally dominant, exactly, by :mod:`~.blocksolve`. Every Newton update preserves the discrete Li balance
 exactly (``L`` has zero column sums and model B's Jacobian keeps the total current).
 
 Newton runs to convergence (``|dx| < tol``, plus one polishing update), so the step is a well-defined smooth
@@ -30,8 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim.geometry import PolarGrid
-from fluxsim.operators import factor_operator, net_inflow, solve_operator
+from fluxsim.core.polar.grid import PolarGrid
+from fluxsim.core.polar.operators import factor_operator, net_inflow, solve_operator
 
 
 class Drive(NamedTuple):

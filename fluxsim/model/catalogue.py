@@ -2,7 +2,7 @@
 
 For each keyword of :func:`fluxsim.api.make_params` an :class:`Input` records its unit (UDUNITS), long name, default,
 allowed range (open or closed ends, and whether ``inf`` is a value), where it lives in the
-:class:`~fluxsim.solver.Params` pytree, its hydra config key, its fit transform (if it can be fitted) and the law or
+:class:`~.params.Params` pytree, its hydra config key, its fit transform (if it can be fitted) and the law or
 surface model it belongs to. The equations behind the inputs are in docs/model.md (sections 1-6, assumptions in
 section 9).
 
@@ -111,7 +111,7 @@ class Input:
         default: the default value (model A's where the surface model changes it).
         range: allowed values of a scalar (elementwise for an array; model A's where the model changes it).
         config_key: the hydra config key, ``group.key``.
-        params_path: where the value lives in :class:`~fluxsim.solver.Params` (``"blocking.eta"``), or how it shows
+        params_path: where the value lives in :class:`~.params.Params` (``"blocking.eta"``), or how it shows
             there for a structural choice (``"type(kinetics)"``). Inputs of the base law sit in
             ``diffusivity.base.*`` when the low-theta dip is on.
         traced: the value is a pytree leaf (``fluxsim.api.replace`` can vary it inside ``jit`` / ``grad``).
@@ -253,7 +253,7 @@ _ENTRIES = (
           "type(diffusivity)", False, assumed=True, note="True: the law is wrapped in LowThetaDip"),
     Input("D_low_m2_per_s", "m2 s-1", "diffusivity at the bottom of the low-theta dip", "scalar", 1e-15, _POSITIVE,
           "diffusivity.D_low_m2_per_s", "diffusivity.D_low_m2_per_s", True, applies=DIP, assumed=True),
-    Input("theta_dip", "1", "centre of the low-theta dip", "scalar", 0.3, _FINITE, "diffusivity.theta_dip",
+    Input("theta_dip", "1", "centre of the low-theta dip", "scalar", 0.3, _UNIT_OPEN, "diffusivity.theta_dip",
           "diffusivity.theta_dip", True, applies=DIP, assumed=True),
     Input("dip_width", "1", "width of the low-theta dip", "scalar", 0.05, _POSITIVE, "diffusivity.dip_width",
           "diffusivity.width", True, applies=DIP, assumed=True),
@@ -270,6 +270,15 @@ SWEEPABLE: tuple[str, ...] = tuple(entry.name for entry in _ENTRIES if entry.swe
 
 #: The inputs that can be fitted.
 FITTABLE: dict[str, Input] = {entry.name: entry for entry in _ENTRIES if entry.fit is not None}
+
+
+#: Every input's default (model A's where the surface model changes it), for signatures.
+DEFAULTS: dict[str, Any] = {entry.name: entry.default for entry in _ENTRIES}
+
+
+def default(name: str) -> Any:
+    """The default of input ``name`` (model A's where the surface model changes it): the one place it is written."""
+    return INPUTS[name].default
 
 
 def applying_to(applies: str) -> tuple[str, ...]:

@@ -1,12 +1,13 @@
 """Physical constants and the cathode material (SI units unless the name says otherwise).
 
-Defaults follow physics.md section 5 for LiNi0.88Mn0.05Co0.07O2: molar mass from atomic weights, density from the
+Defaults follow docs/model.md section 5 for LiNi0.88Mn0.05Co0.07O2: molar mass from atomic weights, density from the
 NMC811 lattice (Jousseaume et al., EES 2024).
 """
 
 from __future__ import annotations
 
-from fluxsim._pytree import pytree_dataclass
+from fluxsim.model._pytree import pytree_dataclass
+from fluxsim.model.catalogue import default
 
 FARADAY_C_PER_MOL = 96485.33212
 GAS_CONSTANT_J_PER_MOL_K = 8.314462618
@@ -17,12 +18,12 @@ class Material:
     """Bulk properties of the active material.
 
     Attributes:
-        molar_mass_g_per_mol: formula-unit molar mass M [g mol-1] (default 97.46, LiNi0.88Mn0.05Co0.07O2).
-        density_kg_per_m3: crystallographic density rho [kg m-3] (default 4780).
+        molar_mass_g_per_mol: formula-unit molar mass M [g mol-1] (default: the catalogue's, LiNi0.88Mn0.05Co0.07O2).
+        density_kg_per_m3: crystallographic density rho [kg m-3] (default: the catalogue's).
     """
 
-    molar_mass_g_per_mol: float = 97.46
-    density_kg_per_m3: float = 4780.0
+    molar_mass_g_per_mol: float = default("molar_mass_g_per_mol")
+    density_kg_per_m3: float = default("density_kg_per_m3")
 
     @property
     def c_max_mol_per_m3(self):

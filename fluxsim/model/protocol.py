@@ -1,7 +1,7 @@
 """Cycling protocols: sequences of constant-current charge, rest and constant-current discharge steps.
 
 A protocol is static structure (it decides how the computation is laid out); the swept / fitted numbers live in
-:class:`fluxsim.solver.Params`. A step's rate left as ``None`` uses ``Params.rate_mA_per_g``, so the common case of
+:class:`~.params.Params`. A step's rate left as ``None`` uses ``Params.rate_mA_per_g``, so the common case of
 one rate is sweepable.
 
 Each step is integrated with a fixed number of time steps on a *horizon* that is known when the step starts:
@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from fluxsim.checks import check_range
+from fluxsim.model.checks import check_range
 
 
 @dataclasses.dataclass(frozen=True)

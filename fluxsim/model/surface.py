@@ -5,7 +5,7 @@ Two ingredients, kept separate:
 * :class:`Blocking` says *where* the surface is blocked: a dimensionless transfer profile ``g(phi)`` (1 on open
   surface, ``eta`` on a blocked arc), built from one primary arc, optional extra arcs and an optional sampled profile.
   Each surface node receives the exact integral of ``g`` over its dual arc, so arc ends that cut through a boundary
-  cell are handled by arc length (physics.md section 1).
+  cell are handled by arc length (docs/model.md section 1).
 * A kinetics model says *how much* Li leaves each node for a given applied current:
 
   - :class:`FluxRatio` (surface model A, the paper's): prescribed flux ``j = j_NMC g(phi)``;
@@ -22,8 +22,9 @@ import math
 
 import jax.numpy as jnp
 
-from fluxsim._pytree import pytree_dataclass, static_field
-from fluxsim.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
+from fluxsim.model._pytree import pytree_dataclass, static_field
+from fluxsim.model.catalogue import DEFAULTS, default
+from fluxsim.model.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
 
 TWO_PI = 2.0 * math.pi
 
@@ -43,9 +44,9 @@ class Blocking:
             interpolated linearly and periodically (empty: ``p = 1``).
     """
 
-    eta: float = 1.0
-    blocked_fraction: float = 0.0
-    arc_center_rad: float = math.pi
+    eta: float = default("eta")
+    blocked_fraction: float = default("blocked_fraction")
+    arc_center_rad: float = default("arc_center_rad")
     extra_arcs: jnp.ndarray | None = None
     eta_profile: jnp.ndarray | None = None
 
@@ -90,7 +91,8 @@ class Blocking:
         return total
 
 
-def make_blocking(eta=1.0, blocked_fraction=0.0, arc_center_rad=math.pi, extra_arcs=None, eta_profile=None):
+def make_blocking(eta=DEFAULTS["eta"], blocked_fraction=DEFAULTS["blocked_fraction"],
+                  arc_center_rad=DEFAULTS["arc_center_rad"], extra_arcs=None, eta_profile=None):
     """Build a :class:`Blocking` with empty ``extra_arcs`` / ``eta_profile`` when not given."""
     return Blocking(
         eta=eta,
@@ -149,7 +151,7 @@ class FilmResistance:
 
     Local current density ``i(phi) = g(phi) (V - U(theta_s(phi))) / r_NMC`` [A m-2]; on a blocked arc the film
     resistance is ``r_NMC / eta``. ``V`` follows from ``integral of i ds = ibar 2 pi R`` every evaluation. The
-    open-circuit potential (physics.md section 3, [A]) is
+    open-circuit potential (docs/model.md section 3, [A]) is
     ``U(theta) = U0 - (R T / F) ln(theta / (1 - theta)) - k (theta - 0.5)``.
 
     Attributes:
@@ -159,10 +161,10 @@ class FilmResistance:
         temperature_K: temperature [K], default 298.
     """
 
-    r_NMC_ohm_m2: float = 0.05
-    U0_V: float = 3.9
-    k_V: float = 0.3
-    temperature_K: float = 298.0
+    r_NMC_ohm_m2: float = default("r_NMC_ohm_m2")
+    U0_V: float = default("U0_V")
+    k_V: float = default("k_V")
+    temperature_K: float = default("temperature_K")
 
     state_dependent = True
 

@@ -1,4 +1,4 @@
-"""Scalar and resampled outputs of a :class:`~fluxsim.solver.Solution`, as pure differentiable functions.
+"""Scalar and resampled outputs of a :class:`~fluxsim.core.solution.Solution`, as pure differentiable functions.
 
 These are what users fit and differentiate: ``jax.grad(lambda p: capacity_at_cutoff(simulate(p)))(params)``.
 Times are seconds since the start of the protocol, distances nanometres.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from fluxsim.solver import Solution
+from fluxsim.core.solution import Solution
 
 
 def capacity_at_cutoff(solution: Solution, step: int = 0):
@@ -76,7 +76,7 @@ def _first_crossing(x, y, level):
 def offset_at_core_fraction(solution: Solution, fraction: float, smooth: bool = False):
     """Core offset ``d`` [nm] at the moment the core area fraction first falls to ``fraction``.
 
-    physics.md recommends d at fixed core fractions (0.25, 0.01) as the robust summary: the largest d is reached as
+    docs/model.md recommends d at fixed core fractions (0.25, 0.01) as the robust summary: the largest d is reached as
     the core vanishes and depends on resolution.
     """
     core = solution.smooth_core_fraction if smooth else solution.core_fraction

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from fluxsim.config import POINT_DIM
-from fluxsim.store import PHI, SNAPSHOT_TIME, TIME, R, stored_config
+from fluxsim.app.config import POINT_DIM
+from fluxsim.io.store import PHI, SNAPSHOT_TIME, TIME, R, case_input, stored_config, stored_input
 
 log = logging.getLogger(__name__)
 
@@ -123,21 +123,12 @@ def cases(ds: xr.Dataset) -> list[dict]:
     return out
 
 
-def _input(ds: xr.Dataset, sel: dict, name: str, section: str, default=None):
-    """A make_params input of one case: its sweep coordinate, else the stored config."""
-    point = ds["done"].isel(sel)
-    if name in point.coords:
-        return float(point.coords[name])
-    cfg = stored_config(ds)
-    return cfg.get(section, {}).get(name, default)
-
-
 def _arcs(ds: xr.Dataset, sel: dict) -> list[tuple[float, float, float]]:
     """Blocked arcs ``(centre_rad, fraction, eta)`` of a case."""
     arcs = [(
-        float(_input(ds, sel, "arc_center_rad", "surface", math.pi)),
-        float(_input(ds, sel, "blocked_fraction", "surface", 0.0)),
-        float(_input(ds, sel, "eta", "surface", 1.0)),
+        float(case_input(ds, sel, "arc_center_rad")),
+        float(case_input(ds, sel, "blocked_fraction")),
+        float(case_input(ds, sel, "eta")),
     )]
     for row in stored_config(ds).get("surface", {}).get("extra_arcs") or []:
         arcs.append(tuple(float(x) for x in row))
@@ -156,8 +147,7 @@ def snapshot_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
     times = ds[SNAPSHOT_TIME].values
     r = ds[R].values
     phi = np.append(ds[PHI].values, 2 * np.pi)
-    cfg = stored_config(ds)
-    theta_core = float(cfg.get("output", {}).get("theta_core", 0.97))
+    theta_core = float(stored_input(ds, "theta_core"))
     fields = [ds["theta"].isel(c["index"]).values for c in items]
     finite = np.concatenate([f[np.isfinite(f)] for f in fields] + [np.array([1.0])])
     vmin, vmax = float(finite.min()), 1.0
@@ -165,7 +155,7 @@ def snapshot_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols + 1.6, 1.9 * nrows + 0.4), squeeze=False)
     mesh = None
     for row, (case, field) in enumerate(zip(items, fields, strict=True)):
-        radius_um = float(_input(ds, case["index"], "radius_m", "geometry", 1.2e-6)) * 1e6
+        radius_um = float(case_input(ds, case["index"], "radius_m")) * 1e6
         x = radius_um * r[:, None] * np.cos(phi)[None, :]
         y = radius_um * r[:, None] * np.sin(phi)[None, :]
         arcs = _arcs(ds, case["index"])
@@ -331,7 +321,7 @@ def kymograph_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
         log.info("kymographs skipped: %d cases (at most %d are drawn)", len(items), MAX_CASES)
         return None
     plt = _pyplot()
-    theta_core = float(stored_config(ds).get("output", {}).get("theta_core", 0.97))
+    theta_core = float(stored_input(ds, "theta_core"))
     ncols = min(4, len(items))
     nrows = math.ceil(len(items) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.2, 3.1 * nrows + 0.5), squeeze=False,
@@ -348,7 +338,7 @@ def kymograph_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
         if rising.size:  # the prefix over which the capacity keeps rising
             stop = np.flatnonzero(np.diff(q[rising]) <= 0)
             rising = rising[: (stop[0] + 1) if stop.size else rising.size]
-        radius_nm = float(_input(ds, case["index"], "radius_m", "geometry", 1.2e-6)) * 1e9
+        radius_nm = float(case_input(ds, case["index"], "radius_m")) * 1e9
         panels.append((case, point, position * radius_nm, q[rising], cut[rising]))
     shown = [cut[q <= top] for *_, q, cut in panels if q.size > 1]
     shown = np.concatenate([v.ravel() for v in shown]) if shown else np.array([0.0])

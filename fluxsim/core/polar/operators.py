@@ -8,14 +8,13 @@ Semi-discrete system (nondimensional: lengths / R, times * D_ref / R**2)::
 node distance``, ``K`` the Kirchhoff potential, ``B`` the surface outflow. Because ``L`` has zero column sums, the
 total Li content changes only through ``B`` (exact discrete balance).
 
-The time stepper (a Rosenbrock-W method: any matrix may stand in for the Jacobian) solves with
-``V + gamma h (L_D + dB/dtheta)``, where ``L_D`` is the Laplacian with each face's conductance multiplied by the mean
-of D over the occupancy interval between its two nodes. That face-mean linearisation, rather than the nodal Jacobian
-``L diag(D)``, is what keeps the scheme stable for the degenerate diffusivity. A node ahead of the front (D ~ 0)
-would be advanced explicitly by the nodal Jacobian and overshoot; with face means it is damped by its neighbours'
-diffusivity. The matrix is symmetric (apart from model B's rank-one term) and strictly diagonally dominant. It is
-solved exactly by :mod:`fluxsim.blocksolve`, because approximate factorisations (ADI/AMF) proved unstable for the
-degenerate front near the polar centre, where the azimuthal coupling is very stiff.
+The BDF2 stepper (:mod:`~.stepper`) solves each Newton update in Kirchhoff-increment variables ``z = D dx``, with
+the operator ``diag + gamma h (L_F + dB/dtheta)``: :func:`factor_operator` factorises it and :func:`solve_operator`
+applies its inverse. The stepper passes ``diag = V / D`` and unit face multipliers ``F`` (so ``L_F = L``); the
+multipliers scale each face's conductance for callers that need them. The matrix is symmetric (apart from model B's
+rank-one term) and strictly diagonally dominant. It is solved exactly by :mod:`~.blocksolve`, because approximate
+factorisations (ADI/AMF) proved unstable for the degenerate front near the polar centre, where the azimuthal
+coupling is very stiff. The scheme is described in docs/model.md section 10.
 
 Model B's surface Jacobian is ``diag(e) - omega e^T``. Its rank-one part keeps the total current fixed, so the exact
 Li balance survives the implicit solve.
@@ -25,8 +24,8 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from fluxsim import blocksolve
-from fluxsim.geometry import PolarGrid
+from fluxsim.core.polar import blocksolve
+from fluxsim.core.polar.grid import PolarGrid
 
 
 def net_inflow(grid: PolarGrid, potential, face_coefficients=None):
@@ -36,7 +35,8 @@ def net_inflow(grid: PolarGrid, potential, face_coefficients=None):
         grid: the polar grid.
         potential: nodal field ``u`` (e.g. the Kirchhoff potential), ``(nr + 1, nphi)`` (row 0: centre, repeated).
         face_coefficients: optional ``(radial, azimuthal)`` per-face multipliers of the conductances (each
-            ``(nr, nphi)``, as :func:`face_diffusivity` returns them); ``L`` then becomes ``L_D``.
+            ``(nr, nphi)``: radial face ``k`` joins ring ``k`` and ``k + 1``, azimuthal face ``(i, j)`` joins
+            nodes ``(i + 1, j)`` and ``(i + 1, j + 1)``); ``L`` then becomes ``L_F``.
     """
     w_r = jnp.asarray(grid.w_radial, potential.dtype)[:, None]
     w_a = jnp.asarray(grid.w_azimuthal, potential.dtype)[:, None]
@@ -52,35 +52,13 @@ def net_inflow(grid: PolarGrid, potential, face_coefficients=None):
     return jnp.concatenate([centre[None], rings])
 
 
-_GAUSS2 = (0.5 - 0.5 / 3**0.5, 0.5 + 0.5 / 3**0.5)
-
-
-def face_diffusivity(grid: PolarGrid, theta, diffusivity_fn):
-    """Mean of D over each face's occupancy interval (2-point Gauss-Legendre), radial and azimuthal faces.
-
-    Args:
-        grid: the polar grid.
-        theta: nodal occupancy ``(nr + 1, nphi)``.
-        diffusivity_fn: nondimensional ``D(theta)``.
-
-    Returns:
-        ``(radial (nr, nphi), azimuthal (nr, nphi))``: radial face ``k`` joins ring ``k`` (0: centre) and ring
-        ``k + 1``; azimuthal face ``(i, j)`` joins nodes ``(i + 1, j)`` and ``(i + 1, j + 1)``.
-    """
-
-    def mean(a, b):
-        return 0.5 * sum(diffusivity_fn(a + x * (b - a)) for x in _GAUSS2)
-
-    ring = theta[1:]
-    return mean(theta[:-1], theta[1:]), mean(ring, jnp.roll(ring, -1, axis=1))
-
-
 def factor_operator(grid: PolarGrid, face_d, gamma_h, surface_slope=None, surface_share=None, diagonal=None):
-    """Factorise ``diag + gamma h (L_D + dB/dtheta)`` for one time step (``diag`` = ``V`` by default).
+    """Factorise ``diag + gamma h (L_F + dB/dtheta)`` for one time step (``diag`` = ``V`` by default).
 
     Args:
         grid: the polar grid.
-        face_d: ``(radial, azimuthal)`` nondimensional face diffusivities from :func:`face_diffusivity`.
+        face_d: ``(radial, azimuthal)`` face multipliers ``F`` of the conductances, each ``(nr, nphi)`` (the
+            stepper's are ones).
         gamma_h: ``gamma * h`` (nondimensional).
         surface_slope: ``e_j = d B_j / d theta_j`` on the surface ring ``(nphi,)`` (model B), or None.
         surface_share: ``omega_j``, each node's share of the total current ``(nphi,)`` (model B), or None.

@@ -1,4 +1,4 @@
-"""Microscopy asymmetry measurements: the CSV format read by ``fluxsim fit`` and written by :mod:`fluxsim.images`.
+"""Microscopy asymmetry measurements: the CSV format read by ``fluxsim fit`` and written by fluxsim.imaging.
 
 One row per measurement; units live in the column names (as everywhere in fluxsim). Columns:
 

@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import time
@@ -54,12 +55,14 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+import yaml
 import zarr
-from omegaconf import OmegaConf
 
-import fluxsim
-from fluxsim.config import INPUTS, POINT_DIM, ConfigError, JobConfig
-from fluxsim.sweep import STATUS_CHUNK_FAILED, STATUS_MEANINGS, Block, blocks
+from fluxsim._version import __version__
+from fluxsim.model.catalogue import INPUTS
+from fluxsim.study.extract import STATUS_CHUNK_FAILED, STATUS_MEANINGS
+from fluxsim.study.plan import Block, blocks
+from fluxsim.study.spec import POINT_DIM, ConfigError, JobConfig
 
 log = logging.getLogger("fluxsim")
 
@@ -167,14 +170,14 @@ def coordinates(job: JobConfig) -> dict[str, xr.Variable]:
         if d == POINT_DIM:
             coords[d] = xr.Variable(d, np.asarray(sweep.coords[d], np.int64), _attrs("1", "sweep point index"))
         else:
-            units, name = INPUTS[d]
+            units, name = INPUTS[d].unit, INPUTS[d].long_name
             coords[d] = xr.Variable(d, np.asarray(sweep.coords[d], float), _attrs(units, name))
     for key, values in sweep.point_coords.items():
         if key == "label":
             coords[key] = xr.Variable(POINT_DIM, np.asarray(values, dtype=object), {"long_name": "case label",
                                                                                  "units": "1"})
         else:
-            units, name = INPUTS[key]
+            units, name = INPUTS[key].unit, INPUTS[key].long_name
             coords[key] = xr.Variable(POINT_DIM, np.asarray(values, float), _attrs(units, name))
     coords[TIME] = xr.Variable(TIME, np.asarray(out.times_s, float), _attrs("s", "time since the start", axis="T"))
     grid = job.numerics.grid
@@ -218,8 +221,8 @@ def global_attrs(job: JobConfig) -> dict:
     devs = jax.devices()
     return {
         "title": f"fluxsim study {job.sweep.name!r}",
-        "source": f"fluxsim {fluxsim.__version__}",
-        "fluxsim_version": fluxsim.__version__,
+        "source": f"fluxsim {__version__}",
+        "fluxsim_version": __version__,
         "Conventions": "CF-1.10",
         "references": "Lun et al., Energy Environ. Sci. 2025, 18, 4097, doi:10.1039/d5ee00267b",
         "config": job.config_yaml,
@@ -267,6 +270,26 @@ def template(job: JobConfig) -> tuple[xr.Dataset, dict]:
 # ---------------------------------------------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------------------------------------------
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading floats as OmegaConf (which wrote the text) does: ``1e-14`` is a float."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+                   |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    """The data of a config YAML text written by the app (``config`` / ``config_identity`` attributes)."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _identity_diff(old: str, new: str) -> str:
     lines = difflib.unified_diff(old.splitlines(), new.splitlines(), "store", "this run", lineterm="", n=1)
     return "\n".join(list(lines)[:40])
@@ -291,7 +314,7 @@ class StoreWriter:
         self.names = variable_names(job)
         self.zarr_format = job.output.zarr_format
         if job.sweep.chunk_shape is None:
-            raise ValueError("resolve sweep.chunk_size=auto before creating the store (see fluxsim.cli.run_job)")
+            raise ValueError("resolve sweep.chunk_size=auto before creating the store (see fluxsim.app.cli.run_job)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = acquire_lock(self.path, job.sweep.shard)
         try:
@@ -634,7 +657,7 @@ def _same_identity(old: str | None, new: str) -> bool:
     if old is None:
         return False
     try:
-        return OmegaConf.to_container(OmegaConf.create(old)) == OmegaConf.to_container(OmegaConf.create(new))
+        return load_yaml(old) == load_yaml(new)
     except Exception:  # noqa: BLE001 - unreadable identity text: not the same config
         return False
 
@@ -655,8 +678,8 @@ def _inspect(path: Path, job: JobConfig) -> tuple[str | None, str | None]:
         if not _same_identity(old, job.identity_yaml):
             return "it was written with a different config", old
         version = existing.attrs.get("fluxsim_version")
-        if version != fluxsim.__version__:
-            return (f"it was written by fluxsim {version}, this is fluxsim {fluxsim.__version__} (results may differ "
+        if version != __version__:
+            return (f"it was written by fluxsim {version}, this is fluxsim {__version__} (results may differ "
                     "between versions)"), None
         chunks = tuple(existing.attrs.get("chunk_shape", ()))
         if job.sweep.chunk_shape is not None and chunks != tuple(job.sweep.chunk_shape):
@@ -735,7 +758,23 @@ def open_store(path: str | Path) -> xr.Dataset:
 
 def stored_config(ds: xr.Dataset) -> dict:
     """The resolved config a store was written with."""
-    return OmegaConf.to_container(OmegaConf.create(ds.attrs["config"]))
+    return load_yaml(ds.attrs["config"])
+
+
+def stored_input(ds: xr.Dataset, name: str):
+    """An input as the stored config sets it (at its catalogue config key), else the catalogue default."""
+    node = stored_config(ds)
+    for part in INPUTS[name].config_key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return INPUTS[name].default if node is None else node
+
+
+def case_input(ds: xr.Dataset, sel: dict, name: str):
+    """An input of one case of a store: its sweep coordinate, else :func:`stored_input`."""
+    point = ds[DONE].isel(sel)
+    if name in point.coords:
+        return float(point.coords[name])
+    return stored_input(ds, name)
 
 
 def summary(ds: xr.Dataset) -> str:

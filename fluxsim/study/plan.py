@@ -1,30 +1,14 @@
-"""Parameter studies: stacked :class:`~fluxsim.solver.Params`, one compiled vmapped solver, chunks streamed to a store.
+"""Chunk planning of a study, in one place: blocks of the sweep grid (one batch, one zarr chunk, one unit of resume),
+their shards, the batch size, ``chunk_size: auto`` from a memory budget, and memory / time estimates before any
+compile.
 
-The pattern (style.md section 10, "numbers -> vmap axis inside one job"):
-
-1. every point was validated up front (:mod:`fluxsim.config`, per axis); its ``Params`` is built by
-   :func:`fluxsim.api.make_params` when its block runs, so memory stays flat in the number of points;
-2. the points are cut into blocks of the sweep grid (:func:`blocks`), each computed as one batch of fixed size
-   ``batch_size`` (the last blocks padded with copies of a real point, so nothing recompiles) and written as one
-   zarr chunk;
-3. a batch is the pytree of its points' ``Params`` with a leading axis (:func:`stack`), sharded over the local
-   devices along that axis (``NamedSharding`` over a 1-D ``Mesh``), and run through
-   ``jit(vmap(point -> simulate -> point_outputs))``, compiled once ahead of time (:func:`compile_runner`);
-4. :func:`point_outputs` reduces each solution inside the compiled function to what is stored: series resampled on
-   the common time grid, scalars, snapshots and the line cut, plus a ``status`` (0 ok; bit 1: non-finite output;
-   bit 2: Newton not converged), so one bad point never loses the others.
-
-The next batch is dispatched before the previous one is written, so writing overlaps compute. The numerical core
-never sees any of this: it only ever simulates one particle.
-
-Three more pieces serve large studies:
-
-* ``sweep.chunk_size: auto`` (:func:`auto_chunk_size`): the batch size is derived from a memory budget per device,
-  using XLA's own memory analysis of the compiled batch program (:func:`footprint_bytes`);
+* :func:`block_shape` / :func:`blocks`: the grid is cut into blocks of at most ``chunk_size`` points;
+* ``sweep.chunk_size: auto`` (:func:`resolve_chunk_size`, :func:`auto_chunk_size`): the batch size is derived from a
+  memory budget per device, using XLA's own memory analysis of the compiled batch program (:func:`footprint_bytes`);
 * :func:`plan`: memory and time estimates from the config alone, before anything is compiled;
 * ``sweep.shard: i/n`` (:func:`shard_blocks`): job ``i`` of ``n`` computes blocks ``i, i + n, i + 2n, ...`` of the
   grid; the blocks are disjoint zarr chunks, so ``n`` jobs (hydra multirun, SLURM array) fill one shared store
-  (:class:`fluxsim.store.StoreWriter` makes its creation safe against concurrent creators).
+  (:class:`fluxsim.io.store.StoreWriter` makes its creation safe against concurrent creators).
 """
 
 from __future__ import annotations
@@ -32,228 +16,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from fluxsim import outputs
-from fluxsim.solver import Numerics, Params, Solution, simulate
+from fluxsim.model.checks import ConfigError
+from fluxsim.study.extract import SERIES, extraction_for
+
+if TYPE_CHECKING:  # annotations only: batch imports plan
+    from fluxsim.study.batch import Runner
 
 log = logging.getLogger(__name__)
 
-#: Bits of the per-point ``status`` (CF ``flag_masks``); 0 is success.
-STATUS_NONFINITE = 1
-STATUS_NOT_CONVERGED = 2
-STATUS_CHUNK_FAILED = 4
-STATUS_MEANINGS = {
-    STATUS_NONFINITE: "nonfinite_output",
-    STATUS_NOT_CONVERGED: "newton_not_converged",
-    STATUS_CHUNK_FAILED: "chunk_failed",
-}
 
-#: Solution series stored on the common time grid (plus ``offset_nm``, ``offset_direction_rad``,
-#: ``smooth_offset_nm``, derived here).
-SERIES = (
-    "passed_capacity_mAh_per_g",
-    "mean_theta",
-    "surface_min_theta",
-    "surface_max_theta",
-    "theta_min",
-    "theta_max",
-    "core_fraction",
-    "smooth_core_fraction",
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class Extraction:
-    """Static settings of :func:`point_outputs` (hashable: part of the compiled function).
-
-    Attributes:
-        times_s: common time grid of the series [s].
-        core_fraction_levels: core area fractions at which the offset d is reported.
-        line_cut: also resample the line cut along the arc axis.
-        voltage: also store the cell voltage (surface model B).
-        newton_tolerance: a point whose largest final Newton update exceeds this gets ``STATUS_NOT_CONVERGED``.
-    """
-
-    times_s: tuple[float, ...]
-    core_fraction_levels: tuple[float, ...] = (0.25, 0.01)
-    line_cut: bool = False
-    voltage: bool = False
-    newton_tolerance: float = 1e-7
-
-
-def point_outputs(solution: Solution, params: Params, spec: Extraction) -> dict[str, jax.Array]:
-    """Everything stored for one simulation (pure and vmappable; names match :mod:`fluxsim.store`)."""
-    times = jnp.asarray(spec.times_s, solution.t_s.dtype)
-
-    def resample(series):
-        return outputs.at_times(solution, series, times)
-
-    out = {name: resample(getattr(solution, name)) for name in SERIES}
-    out["offset_nm"] = resample(outputs.offset_nm(solution))
-    # Direction from the resampled centroid components: interpolating an angle across its wrap would be wrong.
-    # NaN where there is no core (the centroid components may be NaN or 0 there).
-    direction = jnp.arctan2(resample(solution.core_y_nm), resample(solution.core_x_nm))
-    out["offset_direction_rad"] = jnp.where(jnp.isnan(out["offset_nm"]), jnp.nan, direction)
-    out["smooth_offset_nm"] = resample(outputs.offset_nm(solution, smooth=True))
-    if spec.voltage:
-        out["voltage_V"] = resample(solution.voltage_V)
-    if spec.line_cut:
-        out["line_cut"] = jax.vmap(resample, in_axes=1, out_axes=1)(solution.line_cut)
-    out["theta"] = solution.snapshots
-
-    angle = params.blocking.arc_center_rad
-    out.update(
-        capacity_at_cutoff_mAh_per_g=outputs.capacity_at_cutoff(solution),
-        time_to_cutoff_s=outputs.time_to_cutoff(solution),
-        reached_cutoff=solution.step_cutoff[0],
-        step_end_s=solution.step_end_s,
-        step_cutoff=solution.step_cutoff,
-        core_vanish_capacity_mAh_per_g=outputs.core_vanish_capacity(solution),
-        core_vanish_time_s=solution.core_vanish_s,
-        core_vanish_position_nm=solution.core_vanish_x_nm * jnp.cos(angle)
-        + solution.core_vanish_y_nm * jnp.sin(angle),
-        newton_iterations=solution.newton_iterations.astype(jnp.int32),
-        newton_total=solution.newton_total.astype(jnp.int32),
-        newton_change=solution.newton_change,
-    )
-    levels = spec.core_fraction_levels
-    out["offset_at_core_fraction_nm"] = jnp.stack(
-        [outputs.offset_at_core_fraction(solution, f) for f in levels]
-    ) if levels else jnp.zeros((0,), solution.t_s.dtype)
-
-    finite = jnp.all(jnp.isfinite(solution.mean_theta)) & jnp.all(jnp.isfinite(solution.theta_min))
-    finite &= jnp.all(jnp.isfinite(solution.theta_max)) & jnp.all(jnp.isfinite(solution.step_end_s))
-    finite &= jnp.all(jnp.isfinite(solution.passed_capacity_mAh_per_g))
-    converged = solution.newton_change <= spec.newton_tolerance  # False for NaN
-    out["status"] = (jnp.where(finite, 0, STATUS_NONFINITE) | jnp.where(converged, 0, STATUS_NOT_CONVERGED)).astype(
-        jnp.int8
-    )
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Batching
-# ---------------------------------------------------------------------------------------------------------------
-def stack(params: Sequence[Params]) -> Params:
-    """Stack single-point ``Params`` into one pytree whose leaves have a leading batch axis.
-
-    All points must share the static structure (D law, surface model, flux normalisation, array shapes).
-    """
-    treedef = jax.tree.structure(params[0])
-    for i, p in enumerate(params):
-        if jax.tree.structure(p) != treedef:
-            raise ValueError(
-                f"sweep point {i} has a different static structure than point 0 ({jax.tree.structure(p)} vs "
-                f"{treedef}): D law, surface model and flux normalisation must be the same for every point"
-            )
-    leaves = [jax.tree.leaves(p) for p in params]
-    for k in range(len(leaves[0])):
-        shapes = {np.shape(row[k]) for row in leaves}
-        if len(shapes) > 1:
-            raise ValueError(f"sweep points disagree on the shape of a Params array ({sorted(shapes)})")
-    return jax.tree.map(lambda *xs: np.stack([np.asarray(x, dtype=float) for x in xs]), *params)
-
-
-def devices(n: int | None = None) -> list:
-    """The first ``n`` local JAX devices (all when None)."""
-    local = jax.local_devices()
-    if n is not None and n > len(local):
-        raise ValueError(f"runtime.devices = {n} but only {len(local)} local device(s) are available: {local}")
-    return local[: n or len(local)]
-
-
-def batch_sharding(devs: Sequence) -> NamedSharding:
-    """Shard the leading (batch) axis over ``devs``: a 1-D mesh named ``"points"``."""
-    return NamedSharding(Mesh(np.asarray(devs), ("points",)), PartitionSpec("points"))
-
-
-def batch_size(chunk_size: int, n_devices: int) -> int:
-    """``chunk_size`` rounded up to a multiple of the device count (every device gets the same share)."""
-    return int(math.ceil(chunk_size / n_devices) * n_devices)
-
-
-@dataclasses.dataclass
-class Runner:
-    """A compiled batch solver: ``runner(stacked_params) -> dict of arrays with a leading batch axis``.
-
-    Attributes:
-        compiled: the AOT-compiled ``jit(vmap(...))`` (raises on a different shape instead of recompiling).
-        sharding: how batches are placed on the devices.
-        batch_size: points per batch.
-        compile_s: compile time [s] (from the persistent cache when warm).
-        traces: how many times the point function was traced (1 after compile).
-    """
-
-    compiled: Any
-    sharding: NamedSharding
-    batch_size: int
-    compile_s: float
-    traces: list
-
-    def __call__(self, stacked: Params):
-        return self.compiled(jax.device_put(stacked, self.sharding))
-
-
-def compile_runner(
-    example: Params,
-    protocol: tuple,
-    numerics: Numerics,
-    snapshot_times_s: tuple[float, ...],
-    spec: Extraction,
-    *,
-    size: int,
-    devs: Sequence | None = None,
-) -> Runner:
-    """Compile ``jit(vmap(point -> point_outputs(simulate(point))))`` for batches of ``size`` points.
-
-    Args:
-        example: one point's ``Params`` (fixes the static structure and leaf shapes).
-        protocol, numerics, snapshot_times_s: static inputs of :func:`fluxsim.solver.simulate`.
-        spec: what to extract per point.
-        size: batch size (a multiple of the device count).
-        devs: devices to shard over (default: all local devices).
-    """
-    devs = list(devs or devices())
-    if size % len(devs):
-        raise ValueError(f"batch size {size} is not a multiple of the device count {len(devs)}")
-    shapes = tuple(np.shape(x) for x in jax.tree.leaves(example))
-    key = (jax.tree.structure(example), shapes, protocol, numerics, snapshot_times_s, spec, size, tuple(devs))
-    if key in _RUNNERS:  # same process, same static inputs: reuse the executable
-        return _RUNNERS[key]
-    sharding = batch_sharding(devs)
-    traces = []
-
-    def one(p: Params):
-        traces.append(1)
-        solution = simulate(p, protocol, numerics, snapshot_times_s, True)
-        return point_outputs(solution, p, spec)
-
-    fn = jax.jit(jax.vmap(one), in_shardings=(sharding,), out_shardings=sharding)
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct((size,) + np.shape(x), np.asarray(x, dtype=float).dtype, sharding=sharding),
-        example,
-    )
-    start = time.perf_counter()
-    compiled = fn.lower(abstract).compile()
-    runner = _RUNNERS[key] = Runner(compiled, sharding, size, time.perf_counter() - start, traces)
-    return runner
-
-
-#: Compiled runners of this process, by their static inputs (see :func:`compile_runner`).
-_RUNNERS: dict = {}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Blocks of the sweep grid
-# ---------------------------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Block:
     """A rectangular block of the sweep grid: one batch, one zarr chunk, one unit of resume.
@@ -298,92 +74,24 @@ def shard_blocks(all_blocks: Sequence[Block], shard: tuple[int, int] | None) -> 
     return [b for k, b in enumerate(all_blocks) if k % n == i]
 
 
-def _pad(items: list, size: int) -> list:
-    return items + [items[0]] * (size - len(items))
+def batch_size(chunk_size: int, n_devices: int) -> int:
+    """``chunk_size`` rounded up to a multiple of the device count (every device gets the same share)."""
+    return int(math.ceil(chunk_size / n_devices) * n_devices)
 
 
-def run_blocks(
-    runner: Runner,
-    params: Sequence[Params],
-    todo: Iterable[Block],
-    write: Callable[[Block, dict[str, np.ndarray]], None],
-    *,
-    fail: Callable[[Block, BaseException], None] | None = None,
-    progress=None,
-) -> dict[str, float]:
-    """Compute ``todo`` batch by batch and hand each block's outputs (reshaped to the block) to ``write``.
-
-    The next batch is dispatched (asynchronously) before the previous one is fetched and written. A batch that
-    raises is handed to ``fail`` (default: re-raise) and the sweep goes on.
-
-    Returns:
-        timings: ``compute_s`` (wall time of the loop), ``points``.
-    """
-    todo = list(todo)
-    start = time.perf_counter()
-    pending = None
-    done_points = 0
-
-    def finish(item):
-        nonlocal done_points
-        block, result = item
-        try:
-            result = jax.device_get(result)
-        except Exception as err:  # noqa: BLE001 - a failed batch must not lose the rest of the sweep
-            if fail is None:
-                raise
-            fail(block, err)
-        else:
-            n = len(block.flat)
-            shaped = {k: np.asarray(v)[:n].reshape(block.shape + np.shape(v)[1:]) for k, v in result.items()}
-            write(block, shaped)
-        done_points += len(block.flat)
-        if progress is not None:
-            progress.update(len(block.flat))
-
-    for block in todo:
-        if len(block.flat) > runner.batch_size:
-            raise ValueError(f"block of {len(block.flat)} points exceeds the batch size {runner.batch_size}")
-        batch = stack(_pad([params[i] for i in block.flat], runner.batch_size))
-        try:
-            result = runner(batch)
-        except Exception as err:  # noqa: BLE001
-            if fail is None:
-                raise
-            result = err
-        if pending is not None:
-            finish(pending)
-        if isinstance(result, Exception):
-            fail(block, result)
-            pending = None
-            continue
-        pending = (block, result)
-    if pending is not None:
-        finish(pending)
-    return {"compute_s": time.perf_counter() - start, "points": done_points}
-
-
-def extraction_for(job) -> Extraction:
-    """The :class:`Extraction` of a :class:`fluxsim.config.JobConfig`."""
-    return Extraction(
-        times_s=tuple(float(t) for t in job.output.times_s),
-        core_fraction_levels=job.output.core_fraction_levels,
-        line_cut=job.output.line_cut,
-        voltage=job.base_inputs.get("surface_model", "A") == "B",
-        newton_tolerance=job.numerics.newton_tolerance,
-    )
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Chunk size from a memory budget
-# ---------------------------------------------------------------------------------------------------------------
 #: Bytes in a GB (``runtime.memory_budget_gb``).
 GB = 1e9
+
+
 #: Default budget on CPU devices (per device): batching gains little there, and small chunks keep resume and the
 #: progress bar fine-grained.
 CPU_DEFAULT_BUDGET_GB = 1.0
+
+
 #: Share of an accelerator's memory used by default (the rest: XLA runtime, fragmentation).
 ACCELERATOR_BUDGET_FRACTION = 0.8
+
+
 #: Points per device in the probe batch of ``chunk_size: auto``. Not 1: XLA compiles a batch of one differently
 #: (on CPU it needs a third of the per-point memory of larger batches, which grow linearly from 2 on).
 PROBE_PER_DEVICE = 4
@@ -512,19 +220,22 @@ def auto_chunk_size(
                      "runtime.memory_budget_gb or set sweep.chunk_size")
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Planning: memory and time before any compile
-# ---------------------------------------------------------------------------------------------------------------
 #: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_NODE x (nr + 1) x nphi +
-#: TEMP_FLOATS_PER_BLOCK_ENTRY x nphi x nr**2`` (the dense ray blocks of :mod:`fluxsim.blocksolve`). Fitted to XLA's
+#: TEMP_FLOATS_PER_BLOCK_ENTRY x nphi x nr**2`` (the dense ray blocks of ``core.polar.blocksolve``). Fitted to XLA's
 #: memory analysis of the CPU batch program at 8 x 32 and 32 x 128 (exact there; 13 % high at 16 x 64);
 #: benchmarks/bench_plan.py prints the estimate beside the measurement.
 TEMP_FLOATS_PER_NODE = 212
+
+
 TEMP_FLOATS_PER_BLOCK_ENTRY = 8.8
+
+
 #: CPU seconds per time step per ``nphi x nr**2`` (the block solve's cost scale), measured on the project's 2-core
 #: reference CPU: 9.9 s per simulation at 32 x 128 with 200 steps (docs/cli.md, "Benchmarks"); within about 1.5x of
 #: the measured 24 x 96 and 8 x 32 rates.
 CPU_SECONDS_PER_STEP_UNIT = 3.8e-7
+
+
 #: Bytes of host bookkeeping per sweep point (the ``done`` flags, ``status`` read back at the end, coordinates).
 HOST_BYTES_PER_POINT = 16
 
@@ -672,3 +383,43 @@ def plan(job, devs: Sequence) -> Plan:
         host_bytes=float(sweep.size) * HOST_BYTES_PER_POINT + itemsize * size * stored_floats_per_point(job) * 2,
         seconds=cpu_seconds_estimate(job) * points_here / n_devices if platform == "cpu" else None,
     )
+
+
+def block_shape(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
+    """Largest block (filling the last dimensions first) with at most ``chunk_size`` points."""
+    block, left = [], chunk_size
+    for n in reversed(shape):
+        b = max(1, min(n, left))
+        block.append(b)
+        left = max(1, left // b)
+    return tuple(reversed(block))
+
+
+def batch_for(sweep, n_devices: int, chunk_size: int) -> int:
+    """Compiled batch size of a chunk size: its largest block, rounded up to the device count."""
+    chunk_shape = block_shape(sweep.shape, chunk_size)
+    largest = max(len(b.flat) for b in blocks(sweep.shape, chunk_shape))
+    return batch_size(largest, n_devices)
+
+
+def resolve_chunk_size(job, devs, existing_chunk_shape: Callable[[], tuple[int, ...] | None],
+                       compile_at: Callable[[int], Runner]):
+    """Resolve ``sweep.chunk_size: auto``: adopt an existing store's chunking (``existing_chunk_shape()``, asked only
+    then), else derive it from the memory budget (:func:`auto_chunk_size`). Jobs with a number are returned unchanged.
+    """
+    if job.sweep.chunk_size is not None:
+        return job
+    existing = existing_chunk_shape()
+    if existing is not None:
+        log.info("chunk_size auto: adopting the chunking of the existing store, blocks of %s", list(existing))
+        return job.with_sweep(job.sweep.with_chunk_shape(existing))
+    budget = budget_bytes(job.runtime, devs)
+    try:
+        choice = auto_chunk_size(
+            compile_at, lambda c: batch_for(job.sweep, len(devs), c),
+            budget_bytes=budget, n_devices=len(devs), n_points=job.sweep.size,
+        )
+    except ValueError as err:
+        raise ConfigError(f"sweep.chunk_size=auto: {err}") from None
+    log.info("%s", choice.describe())
+    return job.with_sweep(job.sweep.with_chunk_size(choice.chunk_size))

@@ -1,0 +1,1 @@
+"""fluxsim.imaging: synthetic operando images of the particle and their analysis (:mod:`~fluxsim.imaging.images`)."""
