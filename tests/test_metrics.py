@@ -15,8 +15,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fluxsim  # noqa: F401  (float64)
-from fluxsim.core.polar import metrics
 from fluxsim.core import clipping
+from fluxsim.core.polar import metrics
 from fluxsim.core.polar.grid import PolarGrid
 
 EPS = np.finfo(float).eps

@@ -62,8 +62,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim.model._pytree import pytree_dataclass
 from fluxsim.core.outline import Disk, check_spacing
+from fluxsim.model._pytree import pytree_dataclass
 
 #: Default node spacing in units of the equivalent radius: 1/32, the radial spacing of today's 32 x 128 polar grid
 #: (37.5 nm at R = 1.2 um); 3,775 nodes on the disk (bucket 3,840) against the polar grid's 4,097. On case (c) at

@@ -28,8 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.core.mesh import TriMesh
+from fluxsim.model.constants import FARADAY_C_PER_MOL
 
 TWO_PI = 2.0 * jnp.pi
 
