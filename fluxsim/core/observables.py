@@ -1,19 +1,19 @@
 """Observables of a nodal occupancy field on a :class:`~fluxsim.core.mesh.TriMesh` (what microscopy measures).
 
-Pure JAX, jit/vmap-friendly and differentiable, except :func:`resample` (host-side numpy, for plots and images).
+Pure JAX, jit/vmap-friendly and differentiable (the pixel-grid resampling for plots and images is host-side:
+:func:`fluxsim.imaging.resample.resample`).
 Lengths are nondimensional (units of the equivalent radius ``R_eq``); multiply by ``radius_m`` for SI.
 
 * :func:`mean_theta`, :func:`surface_range`, :func:`theta_range`: padded nodes and rim slots are masked out;
 * :func:`cores`: the Li-rich core ``{P1(theta) > theta_core}``, its area fraction and its centroid relative to the
   particle's area centroid (``d`` and its direction), by exact clipping of the P1 interpolant on every triangle
-  (:func:`fluxsim.clipping.clip_moments`, shared with the polar solver), and the smooth sigmoid-weighted version
-  (logistic average over thresholds, :func:`fluxsim.clipping.cores_from_moments`);
+  (:func:`fluxsim.core.clipping.clip_moments`, shared with the polar solver), and the smooth sigmoid-weighted version
+  (logistic average over thresholds, :func:`fluxsim.core.clipping.cores_from_moments`);
 * :func:`line_cut_stencil` / :func:`line_cut`: the occupancy along the line through the area centroid in the
   direction of the (first) blocked arc's centre angle, from its backward to its forward crossing of the rim,
   positive towards the arc. The stencil (containing triangle and barycentric weights of every sample) is computed
   once per simulation, after which a line cut is a ``(n_samples, 3)`` gather;
 * :func:`observe`: all of the above for one state, as an :class:`Observed` tuple;
-* :func:`resample`: a node field on an ``(x, y)`` pixel grid (P1 interpolation; NaN outside the particle).
 
 Cost: one :func:`observe` on the default disk mesh (7,680 triangle slots, hard + 8 smooth thresholds) is 5.9e6 flop
 and 6.0e6 bytes per simulation by XLA's CPU cost analysis, about 30 right-hand-side evaluations: observe at the
@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fluxsim.core import clipping
 from fluxsim.core.clipping import CoreGeometry
@@ -147,29 +146,3 @@ def observe(mesh: TriMesh, theta, theta_core, core_smoothing, stencil: LineCutSt
     t_min, t_max = theta_range(mesh, theta)
     return Observed(mean_theta(mesh, theta), s_min, s_max, t_min, t_max, hard.fraction, hard.x, hard.y,
                     smooth.fraction, smooth.x, smooth.y, line_cut(stencil, theta))
-
-
-def resample(mesh: TriMesh, theta, x, y) -> np.ndarray:
-    """P1 interpolation of a node field at points ``(x, y)`` (host-side numpy; NaN outside the particle).
-
-    Args:
-        mesh: an unbatched mesh.
-        theta: node field ``(n,)``.
-        x, y: coordinates of the points (any equal shapes, e.g. a pixel grid from ``np.meshgrid``), in the
-            mesh's units (``R_eq``; divide SI coordinates by ``radius_m``).
-
-    Returns:
-        Values with the shape of ``x`` (float64).
-    """
-    import matplotlib.tri as mtri  # host-only, imported where used so `import fluxsim` stays light
-
-    area = np.asarray(mesh.triangle_area)
-    tri = np.asarray(mesh.triangles)[area > 0]
-    xy = np.asarray(mesh.xy)
-    used = np.unique(tri)
-    remap = np.full(len(xy), -1)
-    remap[used] = np.arange(len(used))
-    triangulation = mtri.Triangulation(xy[used, 0], xy[used, 1], remap[tri])
-    interpolator = mtri.LinearTriInterpolator(triangulation, np.asarray(theta, dtype=float)[used])
-    values = interpolator(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
-    return np.ma.filled(values.astype(float), np.nan)
