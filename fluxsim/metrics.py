@@ -56,15 +56,29 @@ def _sorted_vertices(values, x, y):
 
 
 def _core_moments(grid: PolarGrid, theta, thresholds):
-    """Area and first moments of ``{P1(theta) > c}`` for each threshold ``c`` in ``thresholds`` (1-D).
-
-    The vertex order of a triangle does not depend on the threshold, so the values are gathered and sorted once.
-    """
+    """Area and first moments of ``{P1(theta) > c}`` for each threshold ``c`` in ``thresholds`` (1-D)."""
     tri, x, y, area = _triangle_data(grid)
     dtype = theta.dtype
     x, y, area = (jnp.asarray(a, dtype) for a in (x, y, area))
     flat = theta.ravel()
     values = jnp.concatenate([flat, jnp.mean(flat[grid.quads], axis=1)])[tri]
+    return clip_moments(values, x, y, area, thresholds)
+
+
+def clip_moments(values, x, y, area, thresholds):
+    """Area and first moments of ``{P1 > c}`` on any triangles, for each threshold ``c`` in ``thresholds`` (1-D).
+
+    Args:
+        values, x, y: vertex values and coordinates of each triangle, ``(t, 3)``.
+        area: triangle areas ``(t,)`` (> 0 for counter-clockwise triangles; 0 for inert padding triangles).
+        thresholds: ``(k,)`` levels.
+
+    Returns:
+        ``(area (k,), moment_x (k,), moment_y (k,))`` of the super-level sets, summed over the triangles.
+
+    The vertex order of a triangle does not depend on the threshold, so the values are sorted once.
+    """
+    dtype = values.dtype
     v, px, py = _sorted_vertices(values, x, y)
     c = jnp.asarray(thresholds, dtype)[None, :]  # (1, k): triangles along axis 0, thresholds along axis 1
     a0, a1, a2 = (vk[:, None] - c for vk in v)
@@ -103,13 +117,20 @@ def _core_moments(grid: PolarGrid, theta, thresholds):
 
 
 def _centroid(grid, area, mx, my):
-    # Without a core the centroid is reported as 0 (not NaN): NaN in a series poisons reverse-mode gradients of
-    # everything computed from it (0 * NaN = NaN). Presence is ``fraction > 0``; fluxsim.outputs turns absent offsets
-    # into NaN behind gradient-safe guards.
+    return centroid_of(area, mx, my, grid.polygon_area)
+
+
+def centroid_of(area, mx, my, total_area):
+    """:class:`CoreGeometry` from a core's area and first moments and the particle's area.
+
+    Without a core the centroid is reported as 0 (not NaN): NaN in a series poisons reverse-mode gradients of
+    everything computed from it (0 * NaN = NaN). Presence is ``fraction > 0``; fluxsim.outputs turns absent offsets
+    into NaN behind gradient-safe guards.
+    """
     present = area > 0
     safe = jnp.where(present, area, 1.0)
     x, y = jnp.where(present, mx / safe, 0.0), jnp.where(present, my / safe, 0.0)
-    return CoreGeometry(area / grid.polygon_area, x, y)
+    return CoreGeometry(area / total_area, x, y)
 
 
 def core(grid: PolarGrid, theta, threshold) -> CoreGeometry:
@@ -130,11 +151,16 @@ _LOGIT = np.log(_U / (1 - _U))
 
 def cores(grid: PolarGrid, theta, threshold, width) -> tuple[CoreGeometry, CoreGeometry]:
     """The hard core and the smooth core (see :func:`smooth_core`) from one pass over the triangles."""
-    dtype = theta.dtype
+    return cores_from_moments(lambda levels: _core_moments(grid, theta, levels), theta.dtype, threshold, width,
+                              grid.polygon_area)
+
+
+def cores_from_moments(moments, dtype, threshold, width, total_area) -> tuple[CoreGeometry, CoreGeometry]:
+    """Hard and smooth core from ``moments(levels) -> (area, mx, my)`` (each ``(k,)``), e.g. :func:`clip_moments`."""
     thresholds = jnp.concatenate([jnp.reshape(threshold, (1,)), threshold + width * jnp.asarray(_LOGIT, dtype)])
-    area, mx, my = _core_moments(grid, theta, thresholds.astype(dtype))
-    hard = _centroid(grid, area[0], mx[0], my[0])
-    smooth = _centroid(grid, *(jnp.sum(jnp.asarray(_W, dtype) * m[1:]) for m in (area, mx, my)))
+    area, mx, my = moments(thresholds.astype(dtype))
+    hard = centroid_of(area[0], mx[0], my[0], total_area)
+    smooth = centroid_of(*(jnp.sum(jnp.asarray(_W, dtype) * m[1:]) for m in (area, mx, my)), total_area)
     return hard, smooth
 
 

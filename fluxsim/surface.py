@@ -115,7 +115,7 @@ class FluxRatio:
 
     state_dependent = False
 
-    def outflow(self, theta_surface, weights, current_density, current_to_flux):
+    def outflow(self, theta_surface, weights, current_density, current_to_flux, perimeter=TWO_PI):
         """Nondimensional outflow of each surface node.
 
         Args:
@@ -124,13 +124,15 @@ class FluxRatio:
             current_density: applied mean current density ``ibar = I rho R / 2`` [A m-2] (signed: > 0 delithiates).
             current_to_flux: ``R / (F c_max D_ref)`` [m2 A-1], converting a current density into the
                 nondimensional flux ``qbar R / D_ref``.
+            perimeter: nondimensional perimeter ``P / R`` of the outline (default ``2 pi``: the unit disk; the
+                weights are then integrals over dual arcs of the same length unit).
 
         Returns:
             ``(outflow (nphi,), d outflow_j / d theta_j (nphi,), cell voltage [V] (nan for model A))``.
         """
         flux_scale = current_density * current_to_flux
         if self.normalisation == "total_current":
-            scale = flux_scale * TWO_PI / jnp.sum(weights)
+            scale = flux_scale * perimeter / jnp.sum(weights)
         elif self.normalisation == "open_surface":
             scale = flux_scale
         else:
@@ -176,14 +178,15 @@ class FilmResistance:
         thermal = GAS_CONSTANT_J_PER_MOL_K * self.temperature_K / FARADAY_C_PER_MOL
         return -thermal / (theta * (1.0 - theta)) - self.k_V
 
-    def voltage(self, theta_surface, weights, current_density):
-        """Cell voltage [V] that makes the surface currents add up to ``current_density`` [A m-2] on average."""
+    def voltage(self, theta_surface, weights, current_density, perimeter=TWO_PI):
+        """Cell voltage [V] that makes the surface currents add up to ``current_density`` [A m-2] on average
+        (``perimeter`` as in :meth:`FluxRatio.outflow`)."""
         u = self.ocp(theta_surface)
-        return (current_density * TWO_PI * self.r_NMC_ohm_m2 + jnp.sum(weights * u)) / jnp.sum(weights)
+        return (current_density * perimeter * self.r_NMC_ohm_m2 + jnp.sum(weights * u)) / jnp.sum(weights)
 
-    def outflow(self, theta_surface, weights, current_density, current_to_flux):
+    def outflow(self, theta_surface, weights, current_density, current_to_flux, perimeter=TWO_PI):
         """Nondimensional outflow of each surface node; arguments and returns as :meth:`FluxRatio.outflow`."""
-        v = self.voltage(theta_surface, weights, current_density)
+        v = self.voltage(theta_surface, weights, current_density, perimeter)
         conductance = weights / self.r_NMC_ohm_m2 * current_to_flux
         outflow = conductance * (v - self.ocp(theta_surface))
         local_slope = -conductance * self.ocp_slope(theta_surface)
