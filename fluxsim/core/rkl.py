@@ -251,6 +251,12 @@ def _save_step(save: Saves, index, buffer, t, h, t_end, accept, path, differenti
     """
     ts = jnp.asarray(save.ts, t.dtype)
     n = ts.shape[0]
+    if n == 0:  # an empty grid: nothing to fill
+        if not differentiable:
+            return index, buffer
+        template = jax.eval_shape(save.fn, path(jnp.zeros((), t.dtype)))
+        empty = jax.tree.map(lambda a: jnp.zeros((per_step,) + a.shape, a.dtype), template)
+        return index, (jnp.zeros((per_step,), jnp.int32), empty)
 
     def value_at(i):
         theta = jnp.clip((ts[jnp.minimum(i, n - 1)] - t) / h, 0.0, 1.0)
@@ -301,7 +307,8 @@ def integrate(
         rhs: the right-hand side ``F(y)`` (autonomous; close over its parameters).
         y0: initial state (any shape; the error norm runs over all components).
         t0, t1: start and end time (traced scalars; ``t1 > t0``).
-        spectral_radius: an upper bound of the spectral radius of ``dF/dy`` (scalar, traced; >= 0).
+        spectral_radius: an upper bound of the spectral radius of ``dF/dy`` (scalar, traced; >= 0), or a function
+            of the state returning one (evaluated at the start of each step; it must bound the step's stages).
         settings: static :class:`RKLSettings`.
         h0: first step (None: the step whose first-order change is a tenth of the tolerance).
         saves: output grids, :class:`Saves` (``ts`` sorted).
@@ -316,8 +323,10 @@ def integrate(
     dtype = y0.dtype
     t0 = jnp.asarray(t0, dtype)
     t1 = jnp.asarray(t1, dtype)
-    rho = jnp.maximum(jnp.asarray(spectral_radius, dtype), jnp.finfo(dtype).tiny)
-    h_cap = max_stable_step(rho, st.max_stages)
+
+    def rho_at(y):
+        rho = spectral_radius(y) if callable(spectral_radius) else spectral_radius
+        return jnp.maximum(jnp.asarray(rho, dtype), jnp.finfo(dtype).tiny)
     terminal_fn = terminal or _no_event
     watch_fn = watch or _no_event
     f0 = rhs(y0)
@@ -342,7 +351,8 @@ def integrate(
     )
 
     def step(c: _Carry):
-        h = jnp.minimum(c.h, h_cap)
+        rho = rho_at(c.y)
+        h = jnp.minimum(c.h, max_stable_step(rho, st.max_stages))
         if differentiable:  # land on the last save time this step may pass
             for s, idx in zip(saves, c.index):
                 ts = jnp.asarray(s.ts, dtype)
