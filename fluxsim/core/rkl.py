@@ -61,9 +61,9 @@ class RKLSettings:
         rtol: relative tolerance of the local error estimate (default 1e-3).
         atol: absolute tolerance (default 1e-5; occupancy units in the solver core).
         max_steps: static cap on the number of step attempts, accepted or rejected (default 2000).
-        max_stages: most RKL2 stages per step (default 64; >= 3); also caps the step at
+        max_stages: most RKL2 stages per step (default 128; >= 3); also caps the step at
             ``(max_stages**2 + max_stages - 2) / (2 rho)``.
-        saves_per_step: most save times one step may pass in differentiable mode (default 8).
+        saves_per_step: most save times one step may pass in differentiable mode (default 4).
         safety: controller safety factor (default 0.9).
         fixed_step: take steps of exactly ``h0`` with no error control (for order studies; default False).
     """
@@ -71,8 +71,8 @@ class RKLSettings:
     rtol: float = 1e-3
     atol: float = 1e-5
     max_steps: int = 2000
-    max_stages: int = 64
-    saves_per_step: int = 8
+    max_stages: int = 128
+    saves_per_step: int = 4
     safety: float = 0.9
     fixed_step: bool = False
 
@@ -123,6 +123,10 @@ class Result(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------- RKL2 step
+#: Stages per skippable chunk of the reverse-differentiable stage loop.
+STAGE_CHUNK = 8
+
+
 def stages_for(h_rho, max_stages: int):
     """Smallest stage count ``s >= 2`` with ``h rho <= (s**2 + s - 2) / 2``, clipped to ``max_stages``."""
     h_rho = jax.lax.stop_gradient(h_rho)
@@ -162,12 +166,22 @@ def rkl2_step(rhs, y, f0, h, s, max_stages: int, fixed_loop: bool):
         return mu * y_prev + nu * y_prev2 + (1 - mu - nu) * y + mu_t * h * rhs(y_prev) + gamma_t * h * f0
 
     if fixed_loop:
-        def body(j, c):
+        # Chunks of STAGE_CHUNK masked stages, each skipped by a cond once past s (a real skip for an unbatched
+        # simulation; under vmap cond becomes a select and every chunk runs).
+        def masked(j, c):
             y_prev, y_prev2 = c
             new = jnp.where(j <= s, stage(j, y_prev, y_prev2), y_prev)
             return new, jnp.where(j <= s, y_prev, y_prev2)
 
-        y_s, _ = jax.lax.fori_loop(2, max_stages + 1, body, (y1, y))
+        def chunk(k, c):
+            first = 2 + k * STAGE_CHUNK
+            def run(c):
+                return jax.lax.fori_loop(0, STAGE_CHUNK, lambda i, c: masked(first + i, c), c)
+
+            return jax.lax.cond(first <= s, run, lambda c: c, c)
+
+        n_chunks = -(-(max_stages - 1) // STAGE_CHUNK)
+        y_s, _ = jax.lax.fori_loop(0, n_chunks, chunk, (y1, y))
     else:
         def cond(c):
             return c[0] <= s
@@ -265,10 +279,18 @@ def _save_step(save: Saves, index, buffer, t, h, t_end, accept, path, differenti
     def due(i):
         return accept & (i < n) & (ts[jnp.minimum(i, n - 1)] <= t_end)
 
-    if differentiable:
+    if differentiable:  # per_step candidates, each evaluated only when due (cond: see rkl2_step)
         idx = index + jnp.arange(per_step, dtype=jnp.int32)
         ok = jax.vmap(due)(idx)
-        return index + jnp.sum(ok).astype(jnp.int32), (jnp.where(ok, idx, n), jax.vmap(value_at)(idx))
+        template = jax.eval_shape(value_at, index)
+
+        def candidate(i, is_due):
+            return jax.lax.cond(is_due, value_at, lambda i: jax.tree.map(
+                lambda a: jnp.zeros(a.shape, a.dtype), template), i)
+
+        values = [candidate(idx[k], ok[k]) for k in range(per_step)]
+        values = jax.tree.map(lambda *v: jnp.stack(v), *values)
+        return index + jnp.sum(ok).astype(jnp.int32), (jnp.where(ok, idx, n), values)
 
     def body(state):
         i, buf = state
@@ -354,8 +376,10 @@ def integrate(
         rho = rho_at(c.y)
         h = jnp.minimum(c.h, max_stable_step(rho, st.max_stages))
         if differentiable:  # land on the last save time this step may pass
-            for s, idx in zip(saves, c.index):
-                ts = jnp.asarray(s.ts, dtype)
+            for save, idx in zip(saves, c.index):
+                if save.ts.shape[0] == 0:
+                    continue
+                ts = jnp.asarray(save.ts, dtype)
                 last = idx + k_save - 1
                 limit = jnp.where(last < ts.shape[0], ts[jnp.minimum(last, ts.shape[0] - 1)] - c.t, jnp.inf)
                 h = jnp.where(limit > 0, jnp.minimum(h, limit), h)
@@ -375,12 +399,13 @@ def integrate(
         path = lambda theta: hermite(c.y, y_new, hf0, hf1, theta)  # noqa: E731
         g_lo, g_hi = terminal_fn(c.y), terminal_fn(y_new)
         hit = accept & (g_lo > 0) & (g_hi <= 0) & (terminal is not None)
-        theta_hit = jnp.where(hit, locate(lambda th: terminal_fn(path(th)), g_lo, g_hi), 1.0)
+        one = jnp.ones((), dtype)
+        theta_hit = jax.lax.cond(hit, lambda: locate(lambda th: terminal_fn(path(th)), g_lo, g_hi), lambda: one)
         t_end = jnp.where(hit, c.t + theta_hit * h, t_new)
         y_end = jnp.where(hit, path(theta_hit), y_new)
         w_lo, w_hi = watch_fn(c.y), watch_fn(y_new)
         seen = accept & ~c.watch.found & (w_lo > 0) & (w_hi <= 0) & (watch is not None)
-        theta_w = jnp.where(seen, locate(lambda th: watch_fn(path(th)), w_lo, w_hi), 1.0)
+        theta_w = jax.lax.cond(seen, lambda: locate(lambda th: watch_fn(path(th)), w_lo, w_hi), lambda: one)
         seen = seen & (theta_w <= theta_hit)
         watch_ev = Event(
             found=c.watch.found | seen,
@@ -425,10 +450,17 @@ def integrate(
         return new, tuple(emitted)
 
     if differentiable:
+        emitted_shape = jax.eval_shape(lambda c: step(c)[1], carry0)
+
         @jax.checkpoint
-        def scan_body(c, _):
-            new, emitted = step(c)
-            return new, emitted
+        def scan_body(c, _):  # a finished simulation skips its remaining steps (unbatched; a select under vmap)
+            def skip(c):
+                nothing = tuple((jnp.full(idx.shape, save.ts.shape[0], idx.dtype),
+                                 jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), vals))
+                                for save, (idx, vals) in zip(saves, emitted_shape))
+                return c, nothing
+
+            return jax.lax.cond(c.done, skip, step, c)
 
         carry, emitted = jax.lax.scan(scan_body, carry0, None, length=st.max_steps)
         saved, filled = [], []
