@@ -61,20 +61,20 @@ class RKLSettings:
     """Static settings of :func:`integrate` (changing them recompiles).
 
     Attributes:
-        rtol: relative tolerance of the local error estimate (default 1e-3).
-        atol: absolute tolerance (default 1e-5; occupancy units in the solver core).
+        rtol: relative tolerance of the local error estimate (default 3e-3).
+        atol: absolute tolerance (default 3e-5; occupancy units in the solver core).
         max_steps: static cap on the number of step attempts, accepted or rejected (default 2000).
-        max_stages: most RKL2 stages per step (default 128; >= 3); also caps the step at
+        max_stages: most RKL2 stages per step (default 256; >= 3); also caps the step at
             ``(max_stages**2 + max_stages - 2) / (2 rho)``.
         saves_per_step: most save times one step may pass in differentiable mode (default 4).
         safety: controller safety factor (default 0.9).
         fixed_step: take steps of exactly ``h0`` with no error control (for order studies; default False).
     """
 
-    rtol: float = 1e-3
-    atol: float = 1e-5
+    rtol: float = 3e-3
+    atol: float = 3e-5
     max_steps: int = 2000
-    max_stages: int = 128
+    max_stages: int = 256
     saves_per_step: int = 4
     safety: float = 0.9
     fixed_step: bool = False

@@ -4,6 +4,7 @@ Most tests run on a coarse disk mesh (spacing 0.1 R: ~420 nodes) where a simulat
 reference comparisons use the default spacing and are the acceptance points of issue 11.
 """
 
+import functools
 import math
 
 import jax
@@ -28,8 +29,14 @@ def coarse():
     return mesh_outline(Disk(), COARSE)
 
 
+@functools.lru_cache
+def _compiled(protocol, times, options):
+    return jax.jit(lambda p, m: solve.simulate(p, m, protocol, save_times_s=np.asarray(times), **dict(options)))
+
+
 def run(params, mesh, protocol=(Charge(),), times=TIMES, **kw):
-    return jax.jit(lambda p, m: solve.simulate(p, m, protocol, save_times_s=times, **kw))(params, mesh)
+    """A jitted simulate, compiled once per static configuration (parameters and meshes are traced)."""
+    return _compiled(tuple(protocol), tuple(np.asarray(times).tolist()), tuple(sorted(kw.items())))(params, mesh)
 
 
 def test_li_balance_is_exact_and_cutoff_located(coarse):
