@@ -80,40 +80,42 @@ def clip_moments(values, x, y, area, thresholds):
     """
     dtype = values.dtype
     v, px, py = _sorted_vertices(values, x, y)
+
+    def inverse(d):  # 1 / d, or 0 where the two vertex values are equal (that corner never appears)
+        ok = d > 0
+        return jnp.where(ok, 1.0 / jnp.where(ok, d, 1.0), 0.0)
+
+    # Per triangle, independent of the threshold: inverse value gaps, corner-scaled areas, edge vectors.
+    i20, i21, i10 = inverse(v[2] - v[0]), inverse(v[2] - v[1]), inverse(v[1] - v[0])
+    top_scale, bottom_scale = area * i20 * i21, area * i10 * i20
+    full_x, full_y = area * (px[0] + px[1] + px[2]) / 3, area * (py[0] + py[1] + py[2]) / 3
+    col = [a[:, None] for a in (v[0], v[1], v[2], i20, i21, i10, top_scale, bottom_scale, area, full_x, full_y)]
+    v0, v1, v2, i20, i21, i10, top_scale, bottom_scale, area, full_x, full_y = col
+    p = [(a[:, None], b[:, None]) for a, b in zip(px, py)]
+    e20, e21 = [(p[0][k] - p[2][k]) / 3 for k in (0, 1)], [(p[1][k] - p[2][k]) / 3 for k in (0, 1)]
+    e01, e02 = [(p[1][k] - p[0][k]) / 3 for k in (0, 1)], [(p[2][k] - p[0][k]) / 3 for k in (0, 1)]
+
     c = jnp.asarray(thresholds, dtype)[None, :]  # (1, k): triangles along axis 0, thresholds along axis 1
-    a0, a1, a2 = (vk[:, None] - c for vk in v)
-    px, py = [p[:, None] for p in px], [p[:, None] for p in py]
-    area = area[:, None]
+    above, below = v2 - c, c - v0
+    # One vertex above (v2): the corner triangle at v2, with edge fractions t0, t1 towards v0, v1.
+    t0, t1 = above * i20, above * i21
+    one_area = top_scale * above * above
+    one_x = one_area * (p[2][0] + t0 * e20[0] + t1 * e21[0])
+    one_y = one_area * (p[2][1] + t0 * e20[1] + t1 * e21[1])
+    # Two vertices above: the triangle minus the corner triangle at v0 (below), edge fractions s1, s2.
+    s1, s2 = below * i10, below * i20
+    cut_area = bottom_scale * below * below
+    cut_x = cut_area * (p[0][0] + s1 * e01[0] + s2 * e02[0])
+    cut_y = cut_area * (p[0][1] + s1 * e01[1] + s2 * e02[1])
 
-    def ratio(num, den):
-        ok = den > 0
-        return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+    all_above, two_above, one_above = v0 > c, v1 > c, v2 > c
+    none = jnp.zeros((), dtype)
 
-    # One vertex above (v2): the corner triangle at v2.
-    t0, t1 = ratio(a2, a2 - a0), ratio(a2, a2 - a1)
-    one_area = area * t0 * t1
-    one_cx = (3 * px[2] + t0 * (px[0] - px[2]) + t1 * (px[1] - px[2])) / 3
-    one_cy = (3 * py[2] + t0 * (py[0] - py[2]) + t1 * (py[1] - py[2])) / 3
-    # Two vertices above: the triangle minus the corner triangle at v0 (below).
-    s1, s2 = ratio(-a0, a1 - a0), ratio(-a0, a2 - a0)
-    cut_area = area * s1 * s2
-    cut_cx = (3 * px[0] + s1 * (px[1] - px[0]) + s2 * (px[2] - px[0])) / 3
-    cut_cy = (3 * py[0] + s1 * (py[1] - py[0]) + s2 * (py[2] - py[0])) / 3
-    full_cx, full_cy = (px[0] + px[1] + px[2]) / 3, (py[0] + py[1] + py[2]) / 3
+    def pick(full, cut, one):
+        return jnp.where(all_above, full, jnp.where(two_above, full - cut, jnp.where(one_above, one, none)))
 
-    all_above, two_above, one_above = a0 > 0, a1 > 0, a2 > 0
-    core_area = jnp.where(all_above, area, jnp.where(two_above, area - cut_area, jnp.where(one_above, one_area, 0)))
-    mx = jnp.where(
-        all_above,
-        area * full_cx,
-        jnp.where(two_above, area * full_cx - cut_area * cut_cx, jnp.where(one_above, one_area * one_cx, 0)),
-    )
-    my = jnp.where(
-        all_above,
-        area * full_cy,
-        jnp.where(two_above, area * full_cy - cut_area * cut_cy, jnp.where(one_above, one_area * one_cy, 0)),
-    )
-    return jnp.sum(core_area, axis=0), jnp.sum(mx, axis=0), jnp.sum(my, axis=0)
+    return (jnp.sum(pick(area, cut_area, one_area), axis=0), jnp.sum(pick(full_x, cut_x, one_x), axis=0),
+            jnp.sum(pick(full_y, cut_y, one_y), axis=0))
 
 
 def _centroid(grid, area, mx, my):

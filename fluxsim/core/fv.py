@@ -11,8 +11,11 @@ sums, the Li content ``sum_i m_i theta_i`` changes only by ``-sum b`` (exact dis
 
 GPU shape: one evaluation is a fixed set of batched elementwise kernels plus one gather: ``K`` per node, a gather of
 ``K`` over the ELL neighbour table ``(n, k)``, a weighted row sum, the rim outflow on the first ``n_rim`` nodes (a
-slice: no scatter) and a multiply by ``1 / m``. No loop over grid lines, no linear solve. Padded nodes have
-conductance 0 and ``inv_mass`` 0, so they never change.
+slice and a pad: no scatter) and a multiply by ``1 / m``. No loop over grid lines, no linear solve. Padded nodes
+have conductance 0 and ``inv_mass`` 0, so they never change. Cost on the default disk mesh (3,840 node slots, ELL
+width 8; XLA CPU cost analysis, batch of 64 with the mesh as an argument): 2.0e5 flop, 3.8e3 transcendentals and
+7.8e5 bytes per evaluation and simulation (the CPU backend materialises the ``(batch, n, 8)`` gather; the
+irreducible traffic is ~5 node arrays, ~1.5e5 bytes in float64).
 
 API:
 
@@ -61,9 +64,8 @@ def kirchhoff_rhs(mesh: TriMesh, params, theta, drive: Drive):
     law = params.diffusivity
     potential = law.kirchhoff(theta) / law.reference
     outflow, _, voltage = rim_outflow(params, theta[: mesh.n_rim], drive)
-    inflow = net_inflow(mesh, potential)
-    inflow = jnp.concatenate([inflow[: mesh.n_rim] - outflow, inflow[mesh.n_rim:]])
-    return inflow * mesh.inv_mass, voltage
+    outflow = jnp.pad(outflow, (0, theta.shape[-1] - mesh.n_rim))  # fuses into the elementwise tail (20 % fewer bytes)
+    return (net_inflow(mesh, potential) - outflow) * mesh.inv_mass, voltage
 
 
 def max_diffusivity(law, dtype=jnp.float64):
@@ -77,19 +79,26 @@ def max_diffusivity(law, dtype=jnp.float64):
     return jnp.maximum(jnp.max(samples), law.reference) / law.reference
 
 
+def _gershgorin_rows(mesh: TriMesh, scale):
+    """Row sums of ``|diag(scale) A diag(scale)|``: ``scale_i (sum_j w_ij scale_i + sum_j w_ij scale_j)``."""
+    w = mesh.conductance
+    return scale * (jnp.sum(w, axis=-1) * scale + jnp.sum(w * scale[mesh.neighbours], axis=-1))
+
+
 def spectral_radius_bound(mesh: TriMesh, params, theta=None, drive: Drive | None = None):
     """Gershgorin upper bound of the spectral radius of the Jacobian of ``dtheta_dt`` w.r.t. ``theta``.
 
-    The Jacobian is ``-M^-1 (A diag(D) + S)`` with ``D = K'(theta)`` and the rim Jacobian ``S`` (model B:
-    ``diag(e) - omega e^T``, ``omega_j`` the share of the total current). Row ``i`` of ``M^-1 A diag(D)`` has
-    absolute sum ``(D_i sum_j w_ij + sum_j w_ij D_j) / m_i <= 2 D_max sum_j w_ij / m_i``, so
+    The Jacobian is ``-M^-1 (A diag(D) + S)`` with ``D = K'(theta) / D_ref`` and the rim Jacobian ``S``.
 
-        rho <= D_max * laplacian_bound                                   (model A; ``D_max`` over [0, 1])
-
-    which holds for every state, so it bounds every stage of a step (model A). With ``theta`` given, ``D`` is taken
-    at that state instead (a tighter bound for that state only), and with ``drive`` also given and a state-dependent
-    kinetics (model B) the rim rows add ``(e_i + omega_i sum_j e_j) / m_i`` (``e`` depends on the state, so model B
-    has no state-independent bound).
+    * Model A (``S = 0``): ``M^-1 A diag(D)`` is similar to the symmetric ``E A E``, ``E = (D / M)^(1/2)``, whose
+      Gershgorin rows are ``e_i (e_i sum_j w_ij + sum_j w_ij e_j)``. Without ``theta`` the bound is
+      ``D_max * laplacian_bound`` (``E A E <= D_max M^-1/2 A M^-1/2`` in the Loewner order, ``D_max`` over
+      theta in [0, 1]): it holds for every state, so it bounds every stage of a step. With ``theta`` given, D is
+      taken at that state (tighter, for that state only).
+    * Model B (``theta`` and ``drive`` given, state-dependent kinetics): ``S = diag(e) - omega e^T`` (``omega_j``
+      the share of the total current) is not symmetric, so plain row sums are used:
+      ``(D_i sum_j w_ij + sum_j w_ij D_j + e_i + omega_i sum_j e_j) / m_i`` (``e`` depends on the state, so model B
+      has no state-independent bound; without ``drive`` the rim term is left out).
 
     Returns:
         A scalar (nondimensional, per unit of ``R_eq**2 / D_ref``).
@@ -98,12 +107,14 @@ def spectral_radius_bound(mesh: TriMesh, params, theta=None, drive: Drive | None
     if theta is None:
         return max_diffusivity(law, mesh.xy.dtype) * mesh.laplacian_bound
     d = law(theta) / law.reference
-    rows = (d * jnp.sum(mesh.conductance, axis=-1) + jnp.sum(mesh.conductance * d[mesh.neighbours], axis=-1))
-    rows = rows * mesh.inv_mass
-    if drive is not None and params.kinetics.state_dependent:
-        _, slope, _ = rim_outflow(params, theta[: mesh.n_rim], drive)
-        e = jnp.abs(slope)
-        omega = drive.weights / jnp.sum(drive.weights)
-        rim_rows = (e + omega * jnp.sum(e)) * mesh.inv_mass[: mesh.n_rim]
-        rows = jnp.concatenate([rows[: mesh.n_rim] + rim_rows, rows[mesh.n_rim:]])
-    return jnp.max(rows)
+    if drive is None or not params.kinetics.state_dependent:
+        scaled = d * mesh.inv_mass  # 0 on padding: a safe square root keeps NaN out of gradients
+        positive = scaled > 0
+        return jnp.max(_gershgorin_rows(mesh, jnp.where(positive, jnp.sqrt(jnp.where(positive, scaled, 1.0)), 0.0)))
+    w = mesh.conductance
+    rows = (d * jnp.sum(w, axis=-1) + jnp.sum(w * d[mesh.neighbours], axis=-1)) * mesh.inv_mass
+    _, slope, _ = rim_outflow(params, theta[: mesh.n_rim], drive)
+    e = jnp.abs(slope)
+    omega = drive.weights / jnp.sum(drive.weights)
+    rim_rows = (e + omega * jnp.sum(e)) * mesh.inv_mass[: mesh.n_rim]
+    return jnp.max(rows + jnp.pad(rim_rows, (0, theta.shape[-1] - mesh.n_rim)))

@@ -14,6 +14,10 @@ Lengths are nondimensional (units of the equivalent radius ``R_eq``); multiply b
   once per simulation, after which a line cut is a ``(n_samples, 3)`` gather;
 * :func:`observe`: all of the above for one state, as an :class:`Observed` tuple;
 * :func:`resample`: a node field on an ``(x, y)`` pixel grid (P1 interpolation; NaN outside the particle).
+
+Cost: one :func:`observe` on the default disk mesh (7,680 triangle slots, hard + 8 smooth thresholds) is 5.9e6 flop
+and 6.0e6 bytes per simulation by XLA's CPU cost analysis, about 30 right-hand-side evaluations: observe at the
+saved times only, not every step.
 """
 
 from __future__ import annotations
@@ -87,7 +91,8 @@ def line_cut_stencil(mesh: TriMesh, axis_angle_rad, n_samples: int = DEFAULT_LIN
 
     The end samples sit on the first rim crossings of the two rays from the centroid, so every sample is inside the
     particle. Each sample's triangle is the one whose smallest barycentric coordinate is largest (found by brute
-    force over the triangles, once per simulation); the weights are differentiable in the angle.
+    force over the triangles, one sample after the other, once per simulation); the weights are differentiable in
+    the angle.
     """
     dtype = mesh.xy.dtype
     angle = jnp.asarray(axis_angle_rad, dtype)
@@ -101,14 +106,15 @@ def line_cut_stencil(mesh: TriMesh, axis_angle_rad, n_samples: int = DEFAULT_LIN
     ok = area2 > 0
     safe = jnp.where(ok, area2, 1.0)
 
-    def cross(p, q, r):  # twice the signed area of (p, q, r), broadcast over samples x triangles
+    def cross(p, q, r):  # twice the signed area of (p, q, r)
         return (q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1]) - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0])
 
-    pts = points[:, None, :]
-    bary = jnp.stack([cross(pts, b, c), cross(a, pts, c), cross(a, b, pts)], axis=-1) / safe[:, None]
-    score = jnp.where(ok, jnp.min(bary, axis=-1), -jnp.inf)
-    best = jnp.argmax(score, axis=1)
-    weights = jnp.take_along_axis(bary, best[:, None, None], axis=1)[:, 0]
+    def locate(point):  # one sample at a time: O(triangles) memory per simulation, also under vmap
+        bary = jnp.stack([cross(point, b, c), cross(a, point, c), cross(a, b, point)], axis=-1) / safe[:, None]
+        best = jnp.argmax(jnp.where(ok, jnp.min(bary, axis=-1), -jnp.inf))
+        return best, bary[best]
+
+    best, weights = jax.lax.map(locate, points)
     return LineCutStencil(position, mesh.triangles[best], weights)
 
 

@@ -15,6 +15,10 @@ Outlines (all frozen, hashable dataclasses, so meshes can be cached per outline)
 * :class:`Curve` ``(points)``: a smooth closed curve given by dense samples (no corners kept: it is resampled
   evenly by arclength); :func:`outline_from_mask` returns one.
 
+From physical dimensions: :func:`ellipse_from_semi_axes`, :func:`polygon_from_vertices` and
+:func:`outline_from_mask` return ``(outline, radius_m)``, the shape and the equivalent radius to pass as
+``Params.radius_m``.
+
 Interface used by :mod:`fluxsim.core.mesh`: ``outline.boundary(spacing) -> (m, 2)`` counter-clockwise vertices of
 the normalised polygon, consecutive vertices at most about ``spacing`` apart (lengths in units of the equivalent
 radius).
@@ -36,6 +40,8 @@ import numpy as np
 
 #: Allowed node spacings (units of the equivalent radius).
 SPACING_RANGE = (0.004, 0.25)
+#: Most points a traced mask contour keeps (resampled evenly by arclength beyond this).
+_MASK_CURVE_POINTS = 2048
 #: Allowed ellipse aspect ratios (long / short semi-axis).
 ASPECT_RANGE = (1.0, 20.0)
 
@@ -69,6 +75,10 @@ def normalise(points: np.ndarray) -> np.ndarray:
     return (points - centroid) * math.sqrt(math.pi / area)
 
 
+def _perimeter(points: np.ndarray) -> float:
+    return float(np.linalg.norm(np.roll(points, -1, axis=0) - points, axis=1).sum())
+
+
 def _resample_closed(points: np.ndarray, spacing: float) -> np.ndarray:
     """Evenly spaced samples (by arclength) of the closed polyline through ``points``, at most ``spacing`` apart."""
     closed = np.vstack([points, points[:1]])
@@ -79,7 +89,7 @@ def _resample_closed(points: np.ndarray, spacing: float) -> np.ndarray:
 
 
 def _segments_cross(points: np.ndarray) -> bool:
-    """Whether any two non-adjacent edges of the closed polygon intersect (O(m^2), vectorised)."""
+    """Whether any two non-adjacent edges of the closed polygon intersect (O(m^2) work, in blocks of edges)."""
     a, b = points, np.roll(points, -1, axis=0)
     m = len(points)
 
@@ -87,21 +97,29 @@ def _segments_cross(points: np.ndarray) -> bool:
         u, w = q - p, r - p
         return np.sign(u[..., 0] * w[..., 1] - u[..., 1] * w[..., 0])
 
-    i, j = np.triu_indices(m, k=2)
-    keep = ~((i == 0) & (j == m - 1))  # the first and last edges share a vertex
-    i, j = i[keep], j[keep]
-    o1, o2 = orient(a[i], b[i], a[j]), orient(a[i], b[i], b[j])
-    o3, o4 = orient(a[j], b[j], a[i]), orient(a[j], b[j], b[i])
-    return bool(np.any((o1 * o2 < 0) & (o3 * o4 < 0)))
+    j = np.arange(m)
+    for start in range(0, m, 256):
+        i = np.arange(start, min(start + 256, m))[:, None]
+        pair = (j[None, :] >= i + 2) & ~((i == 0) & (j[None, :] == m - 1))  # skip the edge itself and neighbours
+        ai, bi, aj, bj = a[i], b[i], a[None, :], b[None, :]
+        o1, o2 = orient(ai, bi, aj), orient(ai, bi, bj)
+        o3, o4 = orient(aj, bj, ai), orient(aj, bj, bi)
+        if np.any(pair & (o1 * o2 < 0) & (o3 * o4 < 0)):
+            return True
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
 class Disk:
-    """The circular particle (today's geometry): vertices evenly on the circle, scaled to enclosed area ``pi``."""
+    """The circular particle (today's geometry): vertices evenly on the circle, scaled to enclosed area ``pi``.
+
+    The vertex count is a multiple of 12 (one vertex on +x), so the boundary shares the six-fold and mirror
+    symmetries of the mesh's hexagonal seed lattice.
+    """
 
     def boundary(self, spacing: float) -> np.ndarray:
         spacing = check_spacing(spacing)
-        n = max(8, math.ceil(2 * math.pi / spacing))
+        n = 12 * max(1, math.ceil(2 * math.pi / spacing / 12))
         phi = 2 * math.pi * np.arange(n) / n
         return normalise(np.stack([np.cos(phi), np.sin(phi)], axis=1))
 
@@ -151,12 +169,12 @@ class Polygon:
             raise ValueError(f"Polygon vertices must be a finite (m, 2) array with m >= 3, got shape {v.shape}")
         if np.any(np.linalg.norm(v - np.roll(v, -1, axis=0), axis=1) == 0):
             raise ValueError("Polygon vertices must not repeat consecutively (zero-length edge)")
-        area, _ = polygon_area_centroid(v)
+        if _segments_cross(v):
+            raise ValueError("Polygon edges cross: the vertices must trace a simple (non-self-intersecting) outline")
+        area = 0.5 * np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1])
         scale = np.max(np.abs(v - v.mean(axis=0)))
         if abs(area) <= 1e-9 * scale**2:
             raise ValueError("Polygon has zero area")
-        if _segments_cross(v):
-            raise ValueError("Polygon edges cross: the vertices must trace a simple (non-self-intersecting) outline")
         object.__setattr__(self, "vertices", tuple(map(tuple, v.tolist())))
 
     def boundary(self, spacing: float) -> np.ndarray:
@@ -192,6 +210,32 @@ class Curve:
         spacing = check_spacing(spacing)
         dense = normalise(np.asarray(self.points))
         return normalise(_resample_closed(dense, spacing))
+
+
+def ellipse_from_semi_axes(a_m: float, b_m: float, orientation_rad: float = 0.0) -> tuple[Ellipse, float]:
+    """An ellipse of physical semi-axes ``a_m``, ``b_m`` [m] (> 0) with the ``a`` axis at ``orientation_rad``.
+
+    Returns:
+        ``(ellipse, radius_m)``: the normalised :class:`Ellipse` and its equivalent radius ``sqrt(a b)`` [m].
+    """
+    for name, value in (("a_m", a_m), ("b_m", b_m)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite semi-axis > 0 [m], got {value!r}")
+    if b_m > a_m:
+        a_m, b_m, orientation_rad = b_m, a_m, orientation_rad + math.pi / 2
+    return Ellipse(a_m / b_m, orientation_rad), math.sqrt(a_m * b_m)
+
+
+def polygon_from_vertices(vertices_m) -> tuple[Polygon, float]:
+    """A polygon of physical vertices ``(m, 2)`` [m].
+
+    Returns:
+        ``(polygon, radius_m)``: the normalised :class:`Polygon` and its equivalent radius ``sqrt(A / pi)`` [m].
+    """
+    polygon = Polygon(vertices_m)
+    v = np.asarray(polygon.vertices)
+    area = abs(0.5 * np.sum(v[:, 0] * np.roll(v[:, 1], -1) - np.roll(v[:, 0], -1) * v[:, 1]))
+    return polygon, math.sqrt(area / math.pi)
 
 
 def _pixel_boundary_loops(mask: np.ndarray) -> list[np.ndarray]:
@@ -276,5 +320,7 @@ def outline_from_mask(mask, pixel_size_m: float, smoothing_passes: int = 10) -> 
     for _ in range(smoothing_passes):
         for weight in (0.5, -0.53):
             points = points + weight * (0.5 * (np.roll(points, 1, axis=0) + np.roll(points, -1, axis=0)) - points)
+    if len(points) > _MASK_CURVE_POINTS:  # plenty for any mesh spacing allowed; keeps Curve checks cheap
+        points = _resample_closed(points, _perimeter(points) / _MASK_CURVE_POINTS)
     radius_m = math.sqrt(n_pixels / math.pi) * pixel_size_m
     return Curve(points), radius_m

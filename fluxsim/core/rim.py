@@ -59,11 +59,12 @@ def ray_rim_crossing(mesh: TriMesh, angle_rad):
     safe = jnp.where(ok, denom, 1.0)
     lam = (p[:, 1] * dx - p[:, 0] * dy) / safe
     t = (p[:, 1] * e[:, 0] - p[:, 0] * e[:, 1]) / safe
-    valid = ok & (lam >= 0) & (lam < 1) & (t > 0) & (mesh.rim_edge > 0)
+    # A ray through a rim vertex meets both edges at lam ~ 1 and ~ 0: the tolerance keeps rounding from missing both.
+    valid = ok & (lam >= -1e-12) & (lam <= 1 + 1e-12) & (t > 0) & (mesh.rim_edge > 0)
     first = jnp.argmin(jnp.where(valid, t, jnp.inf), axis=1)
     lam_hit = jnp.take_along_axis(lam, first[:, None], axis=1)[:, 0]
     t_hit = jnp.take_along_axis(t, first[:, None], axis=1)[:, 0]
-    s = mesh.rim_s[first] + lam_hit * mesh.rim_edge[first]
+    s = mesh.rim_s[first] + jnp.clip(lam_hit, 0.0, 1.0) * mesh.rim_edge[first]
     return jnp.mod(s, mesh.perimeter).reshape(shape), t_hit.reshape(shape)
 
 
