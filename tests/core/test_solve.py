@@ -1,0 +1,215 @@
+"""simulate() of the solver core v2 on the disk: balance, symmetry, events, batching, gradients, references.
+
+Most tests run on a coarse disk mesh (spacing 0.1 R: ~420 nodes) where a simulation takes well under a second; the
+reference comparisons use the default spacing and are the acceptance points of issue 11.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fluxsim  # noqa: F401  (enables float64)
+from fluxsim.api import make_params, replace
+from fluxsim.core import solve
+from fluxsim.core.mesh import mesh_outline, stack_meshes
+from fluxsim.core.outline import Disk, Ellipse
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.protocol import Charge, Rest
+
+COARSE = 0.1
+TIMES = np.arange(0.0, 1801.0, 60.0)
+
+
+@pytest.fixture(scope="module")
+def coarse():
+    return mesh_outline(Disk(), COARSE)
+
+
+@functools.lru_cache
+def _compiled(protocol, times, options):
+    return jax.jit(lambda p, m: solve.simulate(p, m, protocol, save_times_s=np.asarray(times), **dict(options)))
+
+
+def run(params, mesh, protocol=(Charge(),), times=TIMES, **kw):
+    """A jitted simulate, compiled once per static configuration (parameters and meshes are traced)."""
+    return _compiled(tuple(protocol), tuple(np.asarray(times).tolist()), tuple(sorted(kw.items())))(params, mesh)
+
+
+def test_li_balance_is_exact_and_cutoff_located(coarse):
+    params = make_params(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=400.0)
+    times = np.arange(0.0, 3601.0, 120.0)
+    s = run(params, coarse, times=times)
+    reached = np.asarray(s.reached)
+    assert bool(s.complete) and bool(s.step_cutoff[0]) and 5 < reached.sum() < len(times)
+    rate = params.material.mean_rate_per_s(400.0)
+    t = np.asarray(s.t_s)[reached]
+    assert np.max(np.abs(np.asarray(s.mean_theta)[reached] - (1.0 - rate * t))) < 1e-10
+    capacity = np.asarray(s.passed_capacity_mAh_per_g)[reached]
+    assert np.max(np.abs(capacity - 400.0 * t / 3600.0)) < 1e-8
+    # After the cut-off the final state is repeated; at the final state the surface minimum is at theta_cut.
+    assert float(s.surface_min_theta[-1]) == pytest.approx(0.2, abs=1e-9)
+    assert float(s.passed_capacity_mAh_per_g[-1]) == pytest.approx(400.0 * float(s.step_end_s[0]) / 3600, rel=1e-10)
+
+
+def test_symmetry_at_eta_one_and_arc_rotation(coarse):
+    """eta = 1: no offset beyond the mesh's own asymmetry; rotating the blocked arc rotates the offset."""
+    s = run(make_params(), coarse, times=TIMES[:16])
+    core = (np.asarray(s.core_fraction) > 0.01) & (TIMES[:16] > 0)
+    d_sym = np.hypot(np.asarray(s.core_x_nm), np.asarray(s.core_y_nm))[core]
+    left = run(make_params(eta=0.3, blocked_fraction=0.25), coarse, times=TIMES[:16])
+    up = run(make_params(eta=0.3, blocked_fraction=0.25, arc_center_rad=math.pi / 2), coarse, times=TIMES[:16])
+    d_left = np.asarray(left.core_x_nm)[core]
+    assert np.all(d_left < -25.0)  # towards the blocked arc on the left (measured -31 nm at 60 s)
+    assert np.max(d_sym) < 0.05 * np.max(np.abs(d_left))  # measured: 1.3 nm against ~300 nm
+    np.testing.assert_allclose(np.asarray(up.core_y_nm)[core], -d_left, atol=0.05 * np.max(np.abs(d_left)))
+
+
+def test_charge_rest_protocol_and_snapshots(coarse):
+    params = make_params(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=70.0)
+    protocol = (Charge(max_duration_s=1200.0), Rest(duration_s=600.0))
+    s = run(params, coarse, protocol, snapshot_times_s=(600.0, 1500.0))
+    np.testing.assert_allclose(np.asarray(s.step_end_s), [1200.0, 1800.0], rtol=1e-12)
+    assert not bool(s.step_cutoff[0]) and bool(np.all(s.reached))
+    assert np.asarray(s.protocol_step).tolist() == [0] * 21 + [1] * 10
+    spread = np.asarray(s.theta_max - s.theta_min)
+    assert spread[30] < 0.5 * spread[20]  # relaxation during the rest
+    capacity = np.asarray(s.passed_capacity_mAh_per_g)
+    assert np.ptp(capacity[20:]) < 1e-10  # no net current at rest
+    mean_at_snapshot = float(jnp.sum(coarse.mass * s.snapshots[0]) / coarse.area)
+    assert mean_at_snapshot == pytest.approx(float(s.mean_theta[10]), abs=1e-12)
+
+
+def test_batch_takes_own_steps_and_equals_single_runs(coarse):
+    rates = (50.0, 150.0, 400.0)
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *[make_params(rate_mA_per_g=r) for r in rates])
+    batch = jax.jit(jax.vmap(lambda p: solve.simulate(p, coarse, save_times_s=TIMES)))(stacked)
+    assert len(set(np.asarray(batch.n_steps).tolist())) == 3
+    for i, r in enumerate(rates):
+        single = run(make_params(rate_mA_per_g=r), coarse)
+        np.testing.assert_allclose(batch.core_fraction[i], single.core_fraction, atol=1e-10)
+        assert float(batch.step_end_s[i, 0]) == pytest.approx(float(single.step_end_s[0]), rel=1e-9)  # 3e-11
+
+
+def test_meshes_of_different_outlines_batch_without_recompiling():
+    meshes = stack_meshes([Disk(), Ellipse(1.6)], COARSE)
+    params = make_params(eta=0.3, blocked_fraction=0.25)
+    traces = []
+
+    def one(m):
+        traces.append(1)
+        return solve.simulate(params, m, save_times_s=TIMES[:6])
+
+    f = jax.jit(jax.vmap(one))
+    batch = f(meshes)
+    f(jax.tree.map(lambda x: x[::-1], meshes))
+    assert len(traces) == 1
+    single = jax.jit(one)(jax.tree.map(lambda x: x[1], meshes))
+    np.testing.assert_allclose(batch.core_x_nm[1], single.core_x_nm, atol=1e-8)
+    assert abs(float(batch.core_x_nm[1, 5]) - float(batch.core_x_nm[0, 5])) > 1.0  # the shapes differ
+
+
+def test_bad_times_are_rejected(coarse):
+    with pytest.raises(ValueError, match="save_times_s"):
+        solve.simulate(make_params(), coarse, save_times_s=[60.0, 30.0])
+    with pytest.raises(ValueError, match="dtype"):
+        solve.Numerics(dtype="float16")
+
+
+def _outputs(s, vanish=True):
+    """Every kind of output: the capacity at the located cut-off, series by dense output (d, smooth core, line cut)
+    and (``vanish``) the watched core-vanish time."""
+    parts = [s.passed_capacity_mAh_per_g[-1], s.core_x_nm[5] * 1e-2, s.smooth_core_fraction[4], s.line_cut[3, 10]]
+    return jnp.stack(parts + [s.core_vanish_s * 1e-2] if vanish else parts)
+
+
+GRAD_NUMERICS = solve.Numerics(integrator=RKLSettings(max_steps=300, max_stages=64))
+GRAD_TIMES = np.arange(0.0, 601.0, 60.0)
+CASE_C = make_params(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=150.0)
+
+
+def _richardson(f, x0, i, rel=1e-3):
+    """Central difference with one Richardson extrapolation: O(eps**4) truncation with a step large enough that
+    the forward run's rounding noise (~1e-9 relative: adaptive steps, up to 64 stages) stays below 1e-6."""
+    eps = rel * float(x0[i])
+    e = jnp.zeros(x0.shape).at[i].set(eps)
+
+    def cd(k):
+        return (np.asarray(f(x0 + k * e)) - np.asarray(f(x0 - k * e))) / (2 * k * eps)
+
+    return (4 * cd(1) - cd(2)) / 3
+
+
+def _jacobians(coarse, inputs):
+    """(jacrev in scan mode, jacfwd in while mode, Richardson central differences) of :func:`_outputs` with respect
+    to the named inputs of case (c) at 150 mA/g."""
+    x0 = jnp.asarray([{"rate_mA_per_g": 150.0, "radius_m": 1.2, "eta": 0.3}[k] for k in inputs])
+
+    def f(x, differentiable):
+        values = {k: x[i] * (1e-6 if k == "radius_m" else 1.0) for i, k in enumerate(inputs)}
+        s = solve.simulate(replace(CASE_C, **values), coarse, numerics=GRAD_NUMERICS, save_times_s=GRAD_TIMES,
+                           differentiable=differentiable)
+        return _outputs(s), s.complete
+
+    assert bool(jax.jit(lambda x: f(x, False)[1])(x0))
+    rev = np.asarray(jax.jit(jax.jacrev(lambda x: f(x, True)[0]))(x0))
+    fwd = np.asarray(jax.jit(jax.jacfwd(lambda x: f(x, False)[0]))(x0))
+    value = jax.jit(lambda x: f(x, False)[0])
+    fd = np.stack([_richardson(value, x0, i) for i in range(len(inputs))], axis=1)
+    return rev, fwd, fd
+
+
+def _relative_errors(coarse, inputs):
+    """Largest |AD - FD| / max|FD| per output, for jacrev (scan mode) and jacfwd (while mode)."""
+    rev, fwd, fd = _jacobians(coarse, inputs)
+    scale = np.max(np.abs(fd), axis=1)  # per output
+    return np.max(np.abs(rev - fd), axis=1) / scale, np.max(np.abs(fwd - fd), axis=1) / scale
+
+
+@pytest.mark.slow
+def test_gradients_match_central_differences(coarse):
+    """jax.jacrev (checkpointed scan) and jax.jacfwd (while loop) of the capacity at the located cut-off and of
+    series by dense output (d, smooth core fraction, line cut) with respect to rate, eta and radius against central
+    differences, to 1e-5 relative (measured: ~1e-9 for rate and eta on the symmetric disk mesh)."""
+    rev, fwd = _relative_errors(coarse, ("rate_mA_per_g", "eta", "radius_m"))
+    assert np.all(rev[:4] < 1e-5) and np.all(fwd[:4] < 1e-5), (rev, fwd)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known issue: the derivative of the watched core-vanish time differs from "
+                   "central differences (5 % for eta, 1.5e-4 for the rate on the symmetric disk mesh, where the "
+                   "maximum of theta that the event follows has exact mirror ties)")
+def test_core_vanish_gradient_matches_central_differences(coarse):
+    rev, fwd = _relative_errors(coarse, ("rate_mA_per_g", "eta"))
+    assert rev[4] < 1e-5 and fwd[4] < 1e-5, (rev, fwd)
+
+
+def _vmapped_gradients(coarse, vanish):
+    def f(rate):
+        p = replace(CASE_C, rate_mA_per_g=rate)
+        return jnp.sum(_outputs(solve.simulate(p, coarse, numerics=GRAD_NUMERICS, save_times_s=GRAD_TIMES,
+                                               differentiable=True), vanish))
+
+    rates = jnp.asarray([150.0, 300.0])
+    single = np.asarray([float(jax.jit(jax.grad(f))(r)) for r in rates])
+    return (np.asarray(jax.jit(jax.grad(lambda r: jnp.sum(jax.vmap(f)(r))))(rates)),
+            np.asarray(jax.jit(jax.vmap(jax.grad(f)))(rates)), single)
+
+
+@pytest.mark.slow
+def test_grad_of_vmap_is_vmap_of_grad(coarse):
+    a, b, single = _vmapped_gradients(coarse, vanish=False)
+    np.testing.assert_allclose(a, b, rtol=1e-8)  # measured ~1e-10: batched and single kernels round differently
+    np.testing.assert_allclose(b, single, rtol=1e-8)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known issue: under vmap, the differentiable (scan) mode's derivative of the "
+                   "watched core-vanish time is off by ~1 % (forward-mode vmap and unbatched runs are right)")
+def test_grad_of_vmap_of_core_vanish_time(coarse):
+    a, b, single = _vmapped_gradients(coarse, vanish=True)
+    np.testing.assert_allclose(a, single, rtol=1e-6)
+    np.testing.assert_allclose(b, single, rtol=1e-6)
