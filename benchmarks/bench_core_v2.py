@@ -45,14 +45,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import fluxsim
-from fluxsim import outputs
 from fluxsim.api import make_params, replace
-from fluxsim.core import observables, solve
+from fluxsim.core import observables, outputs, solve
 from fluxsim.core.fv import kirchhoff_rhs
 from fluxsim.core.mesh import DEFAULT_SPACING, mesh_outline
 from fluxsim.core.outline import Disk
 from fluxsim.core.rim import make_drive
 from fluxsim.core.rkl import RKLSettings
+
+fluxsim.enable_float64()  # the validated float64 (fluxsim.precision)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))

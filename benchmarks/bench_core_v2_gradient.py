@@ -17,12 +17,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import fluxsim  # noqa: F401  (enables float64)
+import fluxsim
 from fluxsim.api import make_params, replace
 from fluxsim.core import solve
 from fluxsim.core.mesh import mesh_outline
 from fluxsim.core.outline import Disk
 from fluxsim.core.rkl import RKLSettings
+
+fluxsim.enable_float64()  # the validated float64 (fluxsim.precision)
 
 TIMES_S = np.arange(0.0, 4201.0, 60.0)
 

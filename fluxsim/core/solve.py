@@ -35,7 +35,7 @@ from fluxsim.core.fv import kirchhoff_rhs, spectral_radius_bound, time_scale_s
 from fluxsim.core.mesh import TriMesh
 from fluxsim.core.rim import make_drive, rim_outflow, rim_weights
 from fluxsim.core.rkl import RKLSettings, Saves, integrate
-from fluxsim.protocol import Charge, check_protocol
+from fluxsim.model.protocol import Charge, check_protocol
 
 #: Default output time grid [s]: every minute for an hour.
 DEFAULT_SAVE_TIMES_S = tuple(float(t) for t in np.arange(0.0, 3601.0, 60.0))
@@ -131,11 +131,11 @@ def simulate(
     """Simulate one particle through a protocol on a mesh.
 
     Args:
-        params: :class:`fluxsim.solver.Params` (traced; ``radius_m`` is the equivalent radius).
+        params: :class:`fluxsim.model.params.Params` (traced; ``radius_m`` is the equivalent radius).
         mesh: a :class:`~fluxsim.core.mesh.TriMesh` (traced arrays; sizes static), from
             :func:`fluxsim.core.mesh.mesh_outline`.
-        protocol: :class:`~fluxsim.protocol.Charge` / :class:`~fluxsim.protocol.Rest` /
-            :class:`~fluxsim.protocol.Discharge` steps (static; their ``n_steps`` is ignored: steps are adaptive).
+        protocol: :class:`~fluxsim.model.protocol.Charge` / :class:`~fluxsim.model.protocol.Rest` /
+            :class:`~fluxsim.model.protocol.Discharge` steps (static; their ``n_steps`` is ignored: steps are adaptive).
         numerics: static :class:`Numerics`.
         save_times_s: the output time grid [s] since the start (static, sorted, >= 0).
         snapshot_times_s: times [s] at which to keep the whole nodal field (static, sorted, >= 0).

@@ -9,7 +9,7 @@ import pytest
 from reference.fem2d import solve_fem2d
 from reference.radial1d import solve_radial1d
 
-import fluxsim  # noqa: F401  (enables float64)
+import fluxsim  # noqa: F401
 from fluxsim.api import make_params
 from fluxsim.core import solve
 from fluxsim.core.mesh import mesh_outline

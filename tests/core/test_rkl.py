@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import linregress
 
-import fluxsim  # noqa: F401  (enables float64)
+import fluxsim  # noqa: F401
 from fluxsim.core import rkl
 
 N = 41

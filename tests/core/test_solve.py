@@ -12,13 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import fluxsim  # noqa: F401  (enables float64)
+import fluxsim  # noqa: F401
 from fluxsim.api import make_params, replace
 from fluxsim.core import solve
 from fluxsim.core.mesh import mesh_outline, stack_meshes
 from fluxsim.core.outline import Disk, Ellipse
 from fluxsim.core.rkl import RKLSettings
-from fluxsim.protocol import Charge, Rest
+from fluxsim.model.protocol import Charge, Rest
 
 COARSE = 0.1
 TIMES = np.arange(0.0, 1801.0, 60.0)
