@@ -280,7 +280,7 @@ def _problem(observations, names, model, base, start, numerics, inputs) -> _Setu
     else:
         if inputs:
             raise ValueError(f"give fixed inputs either through base= or as keywords, not both ({sorted(inputs)})")
-        base_model = "B" if hasattr(base.kinetics, "r_NMC_ohm_m2") else "A"
+        base_model = base.kinetics.model
         if model is not None and model != base_model:
             raise ValueError(f"model={model!r} but base has surface model {base_model}")
         model = base_model

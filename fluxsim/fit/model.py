@@ -152,29 +152,14 @@ def physical_jacobian(values: Mapping[str, float], problem: Problem) -> np.ndarr
     return np.asarray(out)
 
 
-def _scale_law(law, factor):
-    """The diffusivity law with every diffusivity (fields ``*_m2_per_s``, also inside ``base``) times ``factor``."""
-    changes = {}
-    for field in dataclasses.fields(law):
-        value = getattr(law, field.name)
-        if field.name.endswith("_m2_per_s"):
-            changes[field.name] = value * factor
-        elif field.name == "base":
-            changes[field.name] = _scale_law(value, factor)
-    return dataclasses.replace(law, **changes)
-
-
 def time_rescaled(params: Params, rate_sim, rate) -> Params:
     """Parameters whose solution at ``rate_sim`` and time ``t rate / rate_sim`` equals ``params``' at ``rate``, t.
 
     Diffusivities are multiplied and the model-B film resistance divided by ``rate_sim / rate``.
     """
     factor = rate_sim / rate
-    kinetics = params.kinetics
-    if hasattr(kinetics, "r_NMC_ohm_m2"):
-        kinetics = dataclasses.replace(kinetics, r_NMC_ohm_m2=kinetics.r_NMC_ohm_m2 / factor)
-    return dataclasses.replace(params, rate_mA_per_g=rate_sim, diffusivity=_scale_law(params.diffusivity, factor),
-                               kinetics=kinetics)
+    return dataclasses.replace(params, rate_mA_per_g=rate_sim, diffusivity=params.diffusivity.scaled(factor),
+                               kinetics=params.kinetics.time_rescaled(factor))
 
 
 class Curves(NamedTuple):
@@ -258,15 +243,12 @@ def _input_value(params: Params, name: str) -> float:
         return float(params.radius_m)
     if name == "r_NMC_ohm_m2":
         return float(params.kinetics.r_NMC_ohm_m2)
-    law = params.diffusivity
-    while not hasattr(law, name) and hasattr(law, "base"):
-        law = law.base
-    return float(getattr(law, name))
+    return float(getattr(params.diffusivity.find(name), name))
 
 
 def fixed_inputs(params: Params) -> dict[str, Any]:
     """The scalar inputs of ``params`` worth reporting (surface, size, core threshold, D law, model)."""
-    out = {"surface_model": "B" if hasattr(params.kinetics, "r_NMC_ohm_m2") else "A"}
+    out = {"surface_model": params.kinetics.model}
     for name in ("eta", "blocked_fraction", "arc_center_rad", "radius_m", "r_NMC_ohm_m2", "D_hi_m2_per_s"):
         try:
             out[name] = _input_value(params, name)

@@ -18,11 +18,14 @@ Angles are counter-clockwise from +x [rad]. Quantities passed to the solver are 
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import math
+from typing import ClassVar
 
 import jax.numpy as jnp
 
-from fluxsim.model._pytree import pytree_dataclass, static_field
+from fluxsim.model._pytree import Interface, pytree_dataclass, static_field
 from fluxsim.model.catalogue import DEFAULTS, default
 from fluxsim.model.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
 
@@ -103,8 +106,45 @@ def make_blocking(eta=DEFAULTS["eta"], blocked_fraction=DEFAULTS["blocked_fracti
     )
 
 
+class SurfaceKinetics(Interface):
+    """A surface model: how the applied current leaves through the surface nodes (both solvers call only this).
+
+    Implementations derive from :class:`PrescribedFlux` (the outflow does not depend on the state) or
+    :class:`StateDependentKinetics` (it does, through a cell voltage); the solvers branch on which, at trace time.
+    """
+
+    #: The catalogue's ``surface_model`` choice this class implements ("A", "B").
+    model: ClassVar[str]
+    #: Whether the outflow depends on the surface occupancy (fixed by the two interfaces below).
+    state_dependent: ClassVar[bool]
+
+    @abc.abstractmethod
+    def outflow(self, theta_surface, weights, current_density, current_to_flux, perimeter=TWO_PI):
+        """``(outflow (nphi,), d outflow_j / d theta_j (nphi,), cell voltage [V])``; see :meth:`FluxRatio.outflow`."""
+
+    def time_rescaled(self, factor) -> SurfaceKinetics:
+        """The kinetics of the same solution with every diffusivity times ``factor`` (the fit's time rescaling)."""
+        return self
+
+
+class PrescribedFlux(SurfaceKinetics):
+    """A surface model whose outflow is independent of the state (no cell voltage: nan)."""
+
+    state_dependent = False
+
+
+class StateDependentKinetics(SurfaceKinetics):
+    """A surface model whose outflow depends on the surface occupancy through a cell voltage."""
+
+    state_dependent = True
+
+    @abc.abstractmethod
+    def voltage(self, theta_surface, weights, current_density, perimeter=TWO_PI):
+        """Cell voltage [V] that makes the surface currents add up to ``current_density`` [A m-2] on average."""
+
+
 @pytree_dataclass
-class FluxRatio:
+class FluxRatio(PrescribedFlux):
     """Surface model A: prescribed flux ratio ``eta = j_RSL / j_NMC`` (Lun et al. 2025).
 
     Attributes:
@@ -115,7 +155,7 @@ class FluxRatio:
 
     normalisation: str = static_field(default="total_current")
 
-    state_dependent = False
+    model = "A"
 
     def outflow(self, theta_surface, weights, current_density, current_to_flux, perimeter=TWO_PI):
         """Nondimensional outflow of each surface node.
@@ -146,7 +186,7 @@ class FluxRatio:
 
 
 @pytree_dataclass
-class FilmResistance:
+class FilmResistance(StateDependentKinetics):
     """Surface model B: film resistance in series with an open-circuit potential (rate-dependent flux split).
 
     Local current density ``i(phi) = g(phi) (V - U(theta_s(phi))) / r_NMC`` [A m-2]; on a blocked arc the film
@@ -166,7 +206,10 @@ class FilmResistance:
     k_V: float = default("k_V")
     temperature_K: float = default("temperature_K")
 
-    state_dependent = True
+    model = "B"
+
+    def time_rescaled(self, factor) -> FilmResistance:
+        return dataclasses.replace(self, r_NMC_ohm_m2=self.r_NMC_ohm_m2 / factor)
 
     def ocp(self, theta):
         """Open-circuit potential U [V] (occupancy clipped to [1e-12, 1 - 1e-12])."""
