@@ -85,6 +85,7 @@ from fluxsim.core.polar.solver import Numerics
 from fluxsim.fit.model import (
     DEFAULT_NUMERICS,
     FITTABLE,
+    TRANSFORMS,
     Curves,
     Data,
     Extra,
@@ -297,7 +298,7 @@ def _problem(observations, names, model, base, start, numerics, inputs) -> _Setu
                                  ) from None
     transforms = tuple(_transform(n, model) for n in names)
     problem = Problem(names, transforms, numerics)
-    scales = np.array([start[n] if k == "log" else 1.0 for n, k in zip(names, transforms)], float)
+    scales = np.array([start[n] if TRANSFORMS[k].relative else 1.0 for n, k in zip(names, transforms)], float)
     if not np.all(scales > 0):
         raise ValueError(f"log-parameterised inputs need positive start values, got {start}")
     data, absolute = make_data(observations)
@@ -353,7 +354,7 @@ def _candidates(setup: _Setup, chi2_at: _Evaluations, n_candidates: int, seed: i
                 lo, hi = 0.05, 1.0
             if FITTABLE[n].fit.relative_sample:
                 values[n] = setup.start[n] * math.exp(math.log(lo) + row[j] * (math.log(hi) - math.log(lo)))
-            elif problem.transforms[j] == "log":
+            elif TRANSFORMS[problem.transforms[j]].relative:  # log-uniform
                 values[n] = math.exp(math.log(lo) + row[j] * (math.log(hi) - math.log(lo)))
             else:
                 values[n] = lo + row[j] * (hi - lo)

@@ -3,10 +3,11 @@ rescaling, model curves and weighted residuals (:mod:`fluxsim.fit`)."""
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ from fluxsim.core import outputs
 from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import catalogue
+from fluxsim.model._pytree import Interface
 from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge
 
@@ -116,40 +118,86 @@ def make_data(observations: obs_mod.Observations, pad_to: int = PAD_POINTS) -> t
 # ---------------------------------------------------------------------------------------------------------------------
 # the model
 # ---------------------------------------------------------------------------------------------------------------------
+class Transform(Interface):
+    """How a fitted input's physical value ``v`` maps to the optimiser's unconstrained ``u`` (catalogue name)."""
+
+    #: ``u`` is relative to the start value: ``v = scale * exp(u)`` (the others take ``scale = 1``).
+    relative: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def to_physical(self, u, scale):
+        """``v(u)`` (traced)."""
+
+    @abc.abstractmethod
+    def to_unconstrained(self, v: float, scale: float) -> float:
+        """``u(v)`` (host)."""
+
+    @abc.abstractmethod
+    def derivative(self, v: float) -> float:
+        """``dv / du`` at ``v`` (scale-free)."""
+
+
+class Logit(Transform):
+    """A fraction in (0, 1): ``v = sigmoid(u)`` (values are pulled 1e-6 inside the interval)."""
+
+    def to_physical(self, u, scale):
+        return jax.nn.sigmoid(u)
+
+    def to_unconstrained(self, v, scale):
+        v = min(max(v, 1e-6), 1 - 1e-6)
+        return math.log(v / (1 - v))
+
+    def derivative(self, v):
+        return v * (1 - v)
+
+
+class Log(Transform):
+    """A positive value relative to its start: ``v = scale * exp(u)``."""
+
+    relative = True
+
+    def to_physical(self, u, scale):
+        return scale * jnp.exp(u)
+
+    def to_unconstrained(self, v, scale):
+        return math.log(v / scale)
+
+    def derivative(self, v):
+        return v
+
+
+class Identity(Transform):
+    """An unbounded value (an angle): ``v = u``."""
+
+    def to_physical(self, u, scale):
+        return u
+
+    def to_unconstrained(self, v, scale):
+        return v
+
+    def derivative(self, v):
+        return 1.0
+
+
+#: The catalogue's transform names (``Fit.transform_for``) and their implementations.
+TRANSFORMS: dict[str, Transform] = {"logit": Logit(), "log": Log(), "identity": Identity()}
+
+
 def _to_physical(u, scales, problem: Problem) -> dict:
-    values = {}
-    for i, (name, kind) in enumerate(zip(problem.names, problem.transforms)):
-        if kind == "logit":
-            values[name] = jax.nn.sigmoid(u[i])
-        elif kind == "log":
-            values[name] = scales[i] * jnp.exp(u[i])
-        else:
-            values[name] = u[i]
-    return values
+    return {name: TRANSFORMS[kind].to_physical(u[i], scales[i])
+            for i, (name, kind) in enumerate(zip(problem.names, problem.transforms))}
 
 
 def to_unconstrained(values: Mapping[str, float], scales, problem: Problem) -> np.ndarray:
     """Physical values -> the optimiser's unconstrained vector (bounded values are pulled 1e-6 inside)."""
-    u = []
-    for i, (name, kind) in enumerate(zip(problem.names, problem.transforms)):
-        v = float(values[name])
-        if kind == "logit":
-            v = min(max(v, 1e-6), 1 - 1e-6)
-            u.append(math.log(v / (1 - v)))
-        elif kind == "log":
-            u.append(math.log(v / float(scales[i])))
-        else:
-            u.append(v)
-    return np.asarray(u, float)
+    return np.asarray([TRANSFORMS[kind].to_unconstrained(float(values[name]), float(scales[i]))
+                       for i, (name, kind) in enumerate(zip(problem.names, problem.transforms))], float)
 
 
 def physical_jacobian(values: Mapping[str, float], problem: Problem) -> np.ndarray:
     """d(physical value)/du per fitted input (diagonal)."""
-    out = []
-    for name, kind in zip(problem.names, problem.transforms):
-        v = float(values[name])
-        out.append(v * (1 - v) if kind == "logit" else v if kind == "log" else 1.0)
-    return np.asarray(out)
+    return np.asarray([TRANSFORMS[kind].derivative(float(values[name]))
+                       for name, kind in zip(problem.names, problem.transforms)])
 
 
 def time_rescaled(params: Params, rate_sim, rate) -> Params:
