@@ -58,3 +58,11 @@ def test_protocol_steps_keep_their_kind_sign_and_errors():
         protocol.check_protocol([protocol.Rest(float("inf"))])
     with pytest.raises(ValueError, match="needs until_cutoff=True or a finite max_duration_s"):
         protocol.check_protocol([protocol.Charge(until_cutoff=False)])
+
+
+def test_flux_normalisations_are_the_catalogue_choices_and_checked_at_construction():
+    from fluxsim.model import catalogue
+
+    assert tuple(surface._NORMALISATIONS) == catalogue.FLUX_NORMALISATIONS
+    with pytest.raises(ValueError, match="'total_current', 'open_surface', got 'per_area'"):
+        surface.FluxRatio("per_area")

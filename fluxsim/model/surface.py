@@ -26,7 +26,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 
 from fluxsim.model._pytree import Interface, pytree_dataclass, static_field
-from fluxsim.model.catalogue import DEFAULTS, default
+from fluxsim.model.catalogue import DEFAULTS, FLUX_NORMALISATIONS, default
 from fluxsim.model.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
 
 TWO_PI = 2.0 * math.pi
@@ -143,6 +143,14 @@ class StateDependentKinetics(SurfaceKinetics):
         """Cell voltage [V] that makes the surface currents add up to ``current_density`` [A m-2] on average."""
 
 
+#: Model A's normalisations (catalogue ``flux_normalisation``): the scale of the outflow ``scale * weights`` from the
+#: nondimensional mean flux, the transfer weights and the perimeter.
+_NORMALISATIONS = {
+    "total_current": lambda flux_scale, weights, perimeter: flux_scale * perimeter / jnp.sum(weights),
+    "open_surface": lambda flux_scale, weights, perimeter: flux_scale,
+}
+
+
 @pytree_dataclass
 class FluxRatio(PrescribedFlux):
     """Surface model A: prescribed flux ratio ``eta = j_RSL / j_NMC`` (Lun et al. 2025).
@@ -156,6 +164,11 @@ class FluxRatio(PrescribedFlux):
     normalisation: str = static_field(default="total_current")
 
     model = "A"
+
+    def __post_init__(self):
+        if self.normalisation not in _NORMALISATIONS:
+            raise ValueError(f"surface normalisation must be one of {', '.join(map(repr, FLUX_NORMALISATIONS))}, "
+                             f"got {self.normalisation!r}")
 
     def outflow(self, theta_surface, weights, current_density, current_to_flux, perimeter=TWO_PI):
         """Nondimensional outflow of each surface node.
@@ -172,15 +185,7 @@ class FluxRatio(PrescribedFlux):
         Returns:
             ``(outflow (nphi,), d outflow_j / d theta_j (nphi,), cell voltage [V] (nan for model A))``.
         """
-        flux_scale = current_density * current_to_flux
-        if self.normalisation == "total_current":
-            scale = flux_scale * perimeter / jnp.sum(weights)
-        elif self.normalisation == "open_surface":
-            scale = flux_scale
-        else:
-            raise ValueError(
-                f"surface normalisation must be 'total_current' or 'open_surface', got {self.normalisation!r}"
-            )
+        scale = _NORMALISATIONS[self.normalisation](current_density * current_to_flux, weights, perimeter)
         outflow = scale * weights
         return outflow, jnp.zeros_like(outflow), jnp.full((), jnp.nan, outflow.dtype)
 
