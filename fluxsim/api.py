@@ -26,7 +26,7 @@ from fluxsim.model.catalogue import DIFFUSIVITY_LAWS, FLUX_NORMALISATIONS, INPUT
 from fluxsim.model.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
 from fluxsim.model.checks import check_range as _check_range
 from fluxsim.model.constants import Material
-from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, PowerLaw, TabulatedDiffusivity
+from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, ModifiedLaw, PowerLaw, TabulatedDiffusivity
 from fluxsim.model.protocol import Charge, check_protocol
 from fluxsim.model.surface import FilmResistance, FluxRatio, make_blocking
 from fluxsim.precision import enable_float64
@@ -250,7 +250,7 @@ def _replace_in(obj, values, location):
     names = {f.name for f in dataclasses.fields(obj)}
     own = {k: v for k, v in values.items() if k in names}
     rest = {k: v for k, v in values.items() if k not in names}
-    if rest and hasattr(obj, "base"):  # LowThetaDip: the remaining inputs belong to the base law
+    if rest and isinstance(obj, ModifiedLaw):  # LowThetaDip: the remaining inputs belong to the base law
         own["base"] = _replace_in(obj.base, rest, location)
         rest = {}
     if rest:

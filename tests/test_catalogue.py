@@ -308,8 +308,8 @@ def test_inf_is_a_value_only_where_the_catalogue_says():
 # ---------------------------------------------------------------------------------------------------------------
 def test_fit_transforms_match():
     assert fit.FITTABLE is catalogue.FITTABLE
-    assert {n: fit._transform(n, "B") for n in fit.FITTABLE}["eta"] == "log"  # model B: eta may exceed 1
-    assert {n: fit._transform(n, "A") for n in fit.FITTABLE} == {
+    assert {n: fit.model._transform(n, "B") for n in fit.FITTABLE}["eta"] == "log"  # model B: eta may exceed 1
+    assert {n: fit.model._transform(n, "A") for n in fit.FITTABLE} == {
         "radius_m": "log", "eta": "logit", "blocked_fraction": "logit", "arc_center_rad": "identity",
         "r_NMC_ohm_m2": "log", "D_hi_m2_per_s": "log"}
 

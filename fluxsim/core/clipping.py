@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 
 class CoreGeometry(NamedTuple):
@@ -39,7 +40,8 @@ def _sorted_vertices(values, x, y):
     return v, px, py
 
 
-def clip_moments(values, x, y, area, thresholds):
+def clip_moments(values: Float[Array, "t 3"], x: Float[Array, "t 3"], y: Float[Array, "t 3"], area: Float[Array, " t"],
+                 thresholds: Float[Array, " k"]) -> tuple[Float[Array, " k"], Float[Array, " k"], Float[Array, " k"]]:
     """Area and first moments of ``{P1 > c}`` on any triangles, for each threshold ``c`` in ``thresholds`` (1-D).
 
     Args:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from fluxsim.core.mesh import TriMesh
 from fluxsim.core.rim import Drive, rim_outflow
@@ -44,12 +45,12 @@ def time_scale_s(params):
     return params.radius_m**2 / params.diffusivity.reference
 
 
-def net_inflow(mesh: TriMesh, potential):
+def net_inflow(mesh: TriMesh, potential: Float[Array, " n"]) -> Float[Array, " n"]:
     """``-A u``: net inflow into each control volume, ``sum_j w_ij (u_j - u_i)`` ``(n,)`` (mass-weighted)."""
     return jnp.sum(mesh.conductance * (potential[mesh.neighbours] - potential[:, None]), axis=-1)
 
 
-def kirchhoff_rhs(mesh: TriMesh, params, theta, drive: Drive):
+def kirchhoff_rhs(mesh: TriMesh, params, theta: Float[Array, " n"], drive: Drive):
     """``dtheta/dt`` (nondimensional time) of every node and the cell voltage.
 
     Args:

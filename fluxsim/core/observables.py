@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from fluxsim.core import clipping
 from fluxsim.core.clipping import CoreGeometry
@@ -36,7 +37,7 @@ from fluxsim.core.rim import ray_rim_crossing
 DEFAULT_LINE_CUT_SAMPLES = 65
 
 
-def mean_theta(mesh: TriMesh, theta):
+def mean_theta(mesh: TriMesh, theta: Float[Array, " n"]) -> Float[Array, ""]:
     """Area-weighted mean occupancy: the exact discrete Li content over the discrete area."""
     return jnp.sum(mesh.mass * theta) / mesh.area
 
@@ -45,12 +46,12 @@ def _masked_range(values, mask):
     return (jnp.min(jnp.where(mask, values, jnp.inf)), jnp.max(jnp.where(mask, values, -jnp.inf)))
 
 
-def surface_range(mesh: TriMesh, theta):
+def surface_range(mesh: TriMesh, theta: Float[Array, " n"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """``(min, max)`` occupancy over the real rim nodes."""
     return _masked_range(theta[: mesh.n_rim], mesh.node_mask[: mesh.n_rim])
 
 
-def theta_range(mesh: TriMesh, theta):
+def theta_range(mesh: TriMesh, theta: Float[Array, " n"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """``(min, max)`` occupancy over all real nodes."""
     return _masked_range(theta, mesh.node_mask)
 
@@ -66,13 +67,13 @@ def _moments(mesh: TriMesh, theta):
     return moments
 
 
-def core(mesh: TriMesh, theta, threshold) -> CoreGeometry:
+def core(mesh: TriMesh, theta: Float[Array, " n"], threshold) -> CoreGeometry:
     """Hard Li-rich core: area fraction and centroid offset from the particle's area centroid (0 without core)."""
     area, mx, my = (m[0] for m in _moments(mesh, theta)(jnp.reshape(jnp.asarray(threshold, theta.dtype), (1,))))
     return clipping.centroid_of(area, mx, my, mesh.area)
 
 
-def cores(mesh: TriMesh, theta, threshold, width) -> tuple[CoreGeometry, CoreGeometry]:
+def cores(mesh: TriMesh, theta: Float[Array, " n"], threshold, width) -> tuple[CoreGeometry, CoreGeometry]:
     """Hard and smooth (sigmoid width ``width`` in occupancy) core from one pass over the triangles."""
     return clipping.cores_from_moments(_moments(mesh, theta), theta.dtype, threshold, width, mesh.area)
 
@@ -117,7 +118,7 @@ def line_cut_stencil(mesh: TriMesh, axis_angle_rad, n_samples: int = DEFAULT_LIN
     return LineCutStencil(position, mesh.triangles[best], weights)
 
 
-def line_cut(stencil: LineCutStencil, theta):
+def line_cut(stencil: LineCutStencil, theta: Float[Array, " n"]) -> Float[Array, " samples"]:
     """Occupancy at the line-cut samples ``(n_samples,)`` (P1 interpolation)."""
     return jnp.sum(stencil.weights * theta[stencil.nodes], axis=-1)
 
@@ -139,7 +140,7 @@ class Observed(NamedTuple):
     line_cut: jax.Array  # (n_samples,)
 
 
-def observe(mesh: TriMesh, theta, theta_core, core_smoothing, stencil: LineCutStencil) -> Observed:
+def observe(mesh: TriMesh, theta: Float[Array, " n"], theta_core, core_smoothing, stencil: LineCutStencil) -> Observed:
     """Every observable of one state (see :class:`Observed`); ``stencil`` from :func:`line_cut_stencil`."""
     hard, smooth = cores(mesh, theta, theta_core, core_smoothing)
     s_min, s_max = surface_range(mesh, theta)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from fluxsim.core.solution import Solution
 
 
-def capacity_at_cutoff(solution: Solution, step: int = 0):
+def capacity_at_cutoff(solution: Solution, step: int = 0) -> Float[Array, ""]:
     """Capacity passed [mAh g-1] when protocol step ``step`` ended (for a charge to cut-off: the extracted Li)."""
     t = solution.t_s
     return jnp.interp(solution.step_end_s[step], t, solution.passed_capacity_mAh_per_g)
 
 
-def time_to_cutoff(solution: Solution, step: int = 0):
+def time_to_cutoff(solution: Solution, step: int = 0) -> Float[Array, ""]:
     """Duration [s] of protocol step ``step`` (for the first step: the time to cut-off)."""
     start = 0.0 if step == 0 else solution.step_end_s[step - 1]
     return solution.step_end_s[step] - start
@@ -30,7 +31,7 @@ def _centroid_series(solution: Solution, smooth: bool):
     return solution.core_fraction, solution.core_x_nm, solution.core_y_nm
 
 
-def offset_nm(solution: Solution, smooth: bool = False):
+def offset_nm(solution: Solution, smooth: bool = False) -> Float[Array, " saves"]:
     """Core offset series ``d`` [nm] (distance between the particle and Li-rich core centroids); NaN without a core.
 
     Gradient-safe: where there is no core (or the core is exactly centred) the NaN / zero branches do not leak
@@ -43,7 +44,7 @@ def offset_nm(solution: Solution, smooth: bool = False):
     return jnp.where(present, jnp.where(nonzero, d, 0.0), jnp.nan)
 
 
-def offset_direction_rad(solution: Solution, smooth: bool = False):
+def offset_direction_rad(solution: Solution, smooth: bool = False) -> Float[Array, " saves"]:
     """Direction of the core offset [rad], counter-clockwise from +x; NaN without a core or for a centred core."""
     fraction, x, y = _centroid_series(solution, smooth)
     defined = (fraction > 0) & ((x != 0) | (y != 0))
@@ -51,7 +52,7 @@ def offset_direction_rad(solution: Solution, smooth: bool = False):
     return jnp.where(defined, angle, jnp.nan)
 
 
-def at_times(solution: Solution, series, times_s):
+def at_times(solution: Solution, series: Float[Array, " saves"], times_s) -> Float[Array, "*times"]:
     """Linear interpolation of a saved series at ``times_s`` [s]; NaN after the end of the protocol.
 
     ``times_s`` must be within one protocol step's span for the value to refer to that step (at a step boundary the
@@ -73,7 +74,7 @@ def _first_crossing(x, y, level):
     return jnp.where(jnp.any(crosses), value, jnp.nan)
 
 
-def offset_at_core_fraction(solution: Solution, fraction: float, smooth: bool = False):
+def offset_at_core_fraction(solution: Solution, fraction: float, smooth: bool = False) -> Float[Array, ""]:
     """Core offset ``d`` [nm] at the moment the core area fraction first falls to ``fraction``.
 
     docs/model.md recommends d at fixed core fractions (0.25, 0.01) as the robust summary: the largest d is reached as
@@ -91,11 +92,11 @@ def offset_at_core_fraction(solution: Solution, fraction: float, smooth: bool = 
     return jnp.where(jnp.isfinite(t), jnp.interp(t, solution.t_s, held), jnp.nan)
 
 
-def core_vanish_capacity(solution: Solution):
+def core_vanish_capacity(solution: Solution) -> Float[Array, ""]:
     """Passed capacity [mAh g-1] at which the Li-rich core disappears (NaN if it never does)."""
     return jnp.interp(solution.core_vanish_s, solution.t_s, solution.passed_capacity_mAh_per_g)
 
 
-def spread(solution: Solution):
+def spread(solution: Solution) -> Float[Array, " saves"]:
     """``max(theta) - min(theta)`` over the particle, per saved state (relaxation during rest)."""
     return solution.theta_max - solution.theta_min

@@ -27,6 +27,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from fluxsim.core.mesh import TriMesh
 from fluxsim.model.constants import FARADAY_C_PER_MOL
@@ -88,7 +89,7 @@ def rim_angles(mesh: TriMesh, blocking):
     return dataclasses.replace(blocking, arc_center_rad=u_of(blocking.arc_center_rad), extra_arcs=extra), origin
 
 
-def rim_weights(mesh: TriMesh, blocking):
+def rim_weights(mesh: TriMesh, blocking) -> Float[Array, " r"]:
     """Exact integral of the transfer profile ``g`` over each rim slot's share, ``(n_rim,)`` (0 on padding).
 
     The weights are nondimensional lengths (units of ``R_eq``); with ``g = 1`` they are the shares and sum to
@@ -127,7 +128,8 @@ def make_drive(mesh: TriMesh, params, signed_rate_mA_per_g, weights=None) -> Dri
                  mesh.perimeter)
 
 
-def rim_outflow(params, theta_rim, drive: Drive):
+def rim_outflow(params, theta_rim: Float[Array, " r"], drive: Drive
+                ) -> tuple[Float[Array, " r"], Float[Array, " r"], Float[Array, ""]]:
     """Nondimensional outflow of each rim slot ``(n_rim,)``, ``d outflow_j / d theta_j`` ``(n_rim,)`` and the cell
     voltage [V] (NaN for model A), from the kinetics of ``params`` (:mod:`fluxsim.model.surface`)."""
     return params.kinetics.outflow(theta_rim, drive.weights, drive.current_density, drive.current_to_flux,

@@ -13,11 +13,14 @@ All numbers are pytree leaves: they can be swept with ``vmap``, fitted and diffe
 
 from __future__ import annotations
 
+import abc
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim.model._pytree import pytree_dataclass
+from fluxsim.model._pytree import Interface, pytree_dataclass
 from fluxsim.model.catalogue import default
 
 
@@ -34,8 +37,42 @@ def _exprel(z):
     return jnp.where(small, 1.0 + z / 2 + z * z / 6, jnp.expm1(z_safe) / z_safe)
 
 
+class DiffusivityLaw(Interface):
+    """A diffusivity law D(theta) (the interface of the module docstring); concrete laws are final pytrees."""
+
+    @abc.abstractmethod
+    def __call__(self, theta):
+        """The diffusivity D [m2 s-1] at occupancy ``theta``."""
+
+    @abc.abstractmethod
+    def kirchhoff(self, theta):
+        """The Kirchhoff potential ``K(theta)`` [m2 s-1], up to an additive constant."""
+
+    @property
+    @abc.abstractmethod
+    def reference(self):
+        """A representative diffusivity [m2 s-1] (the solver's time scale ``R**2 / reference``)."""
+
+    @abc.abstractmethod
+    def scaled(self, factor) -> DiffusivityLaw:
+        """The same law with every diffusivity times ``factor`` (the fit's time rescaling)."""
+
+    def find(self, name: str) -> DiffusivityLaw:
+        """The law that owns the input ``name`` (``self``; a modified law looks in its base for inputs it lacks)."""
+        return self
+
+
+class ModifiedLaw(DiffusivityLaw):
+    """A law built on a ``base`` law (its inputs not found on the modification belong to the base)."""
+
+    base: DiffusivityLaw
+
+    def find(self, name: str) -> DiffusivityLaw:
+        return self if name in {f.name for f in dataclasses.fields(self)} else self.base.find(name)
+
+
 @pytree_dataclass
-class PowerLaw:
+class PowerLaw(DiffusivityLaw):
     """Default law (docs/model.md section 4): very slow near full lithiation, fast once Li leaves.
 
     ``D(theta) = D_hi * min(1, ((1 - theta) / (1 - theta_ref)) ** exponent) + D_floor``
@@ -70,9 +107,13 @@ class PowerLaw:
     def reference(self):
         return self.D_hi_m2_per_s
 
+    def scaled(self, factor) -> PowerLaw:
+        return dataclasses.replace(self, D_hi_m2_per_s=self.D_hi_m2_per_s * factor,
+                                   D_floor_m2_per_s=self.D_floor_m2_per_s * factor)
+
 
 @pytree_dataclass
-class ConstantDiffusivity:
+class ConstantDiffusivity(DiffusivityLaw):
     """Constant D [m2 s-1] (negative control: no sharp Li-rich core; also the analytic Bessel-series case)."""
 
     D_m2_per_s: float = default("D_m2_per_s")
@@ -87,9 +128,12 @@ class ConstantDiffusivity:
     def reference(self):
         return self.D_m2_per_s
 
+    def scaled(self, factor) -> ConstantDiffusivity:
+        return dataclasses.replace(self, D_m2_per_s=self.D_m2_per_s * factor)
+
 
 @pytree_dataclass
-class TabulatedDiffusivity:
+class TabulatedDiffusivity(DiffusivityLaw):
     """User data, e.g. a GITT table: log-linear interpolation of D between sorted occupancies.
 
     Outside the table D is held at the end values. The Kirchhoff potential is exact for the log-linear interpolant
@@ -130,6 +174,9 @@ class TabulatedDiffusivity:
     def reference(self):
         return jnp.max(jnp.asarray(self.D_m2_per_s))
 
+    def scaled(self, factor) -> TabulatedDiffusivity:
+        return dataclasses.replace(self, D_m2_per_s=self.D_m2_per_s * factor)
+
 
 # Gauss-Legendre rule used by the numerical Kirchhoff correction of LowThetaDip.
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
@@ -137,7 +184,7 @@ _DIP_PANELS = 128
 
 
 @pytree_dataclass
-class LowThetaDip:
+class LowThetaDip(ModifiedLaw):
     """A base law with the optional low-occupancy dip of docs/model.md section 4.
 
     ``log D <- (1 - s) log D_base + s log D_low``, ``s = 1 / (1 + exp((theta - theta_dip) / width))``.
@@ -184,6 +231,9 @@ class LowThetaDip:
     @property
     def reference(self):
         return self.base.reference
+
+    def scaled(self, factor) -> LowThetaDip:
+        return dataclasses.replace(self, base=self.base.scaled(factor), D_low_m2_per_s=self.D_low_m2_per_s * factor)
 
 
 DIFFUSIVITY_LAWS = {

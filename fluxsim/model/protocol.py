@@ -19,16 +19,59 @@ gradients agree with finite differences. The cut-off event is located inside the
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
+from typing import ClassVar
 
+import jax.numpy as jnp
 import numpy as np
 
+from fluxsim.model._pytree import Interface
 from fluxsim.model.checks import check_range
 
 
+class ProtocolStep(Interface):
+    """One step of a protocol; concrete steps are final frozen dataclasses (static structure, hashable).
+
+    The solvers ask a step only through this interface: its current sign, its horizon and its surface cut-off.
+    """
+
+    #: The step's name in configs and stores ("charge", "rest", "discharge").
+    kind: ClassVar[str]
+    #: Sign of the applied current: +1 delithiates (charge), 0 rest, -1 lithiates (discharge).
+    sign: ClassVar[float]
+    #: Whether a state-dependent surface model may also end the step at ``Params.voltage_cut_V``.
+    voltage_cutoff: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def horizon_s(self, params, mean_theta, mean_rate_per_s):
+        """Duration [s] over which the step's time steps are laid out, given the mean occupancy at its start and
+        the mean (de)lithiation rate [s-1] of its current (see the module docstring)."""
+
+    @abc.abstractmethod
+    def surface_cutoff(self, params, surface_before, surface_after):
+        """``(before, after, level)`` such that the step's surface cut-off is crossed when ``after <= level``
+        (``before`` the value at the start of the time step); None for a step without one."""
+
+    def unbounded_error(self, i: int) -> str:
+        """The error text for a step that would never end (no cut-off, no finite duration)."""
+        return f"protocol step {i} ({self.kind}): needs until_cutoff=True or a finite max_duration_s"
+
+    def check(self, i: int) -> None:
+        """Raise a clear error if the step's settings are invalid (``i``: its position in the protocol)."""
+        if self.rate_mA_per_g is not None and self.sign != 0:  # a rest has no rate to check
+            check_range(f"protocol[{i}].rate_mA_per_g", self.rate_mA_per_g, 0, lo_open=True, unit="mA/g")
+        if not self.max_duration_s > 0:
+            raise ValueError(f"protocol step {i} ({self.kind}): duration must be > 0 s, got {self.max_duration_s}")
+        if not self.until_cutoff and not math.isfinite(self.max_duration_s):
+            raise ValueError(self.unbounded_error(i))
+        if self.n_steps is not None and not (isinstance(self.n_steps, int) and self.n_steps >= 4):
+            raise ValueError(f"protocol step {i} ({self.kind}): n_steps must be an integer >= 4, got {self.n_steps}")
+
+
 @dataclasses.dataclass(frozen=True)
-class Charge:
+class Charge(ProtocolStep):
     """Constant-current delithiation until the surface cut-off (or the time limit).
 
     Attributes:
@@ -46,10 +89,20 @@ class Charge:
 
     kind = "charge"
     sign = 1.0
+    voltage_cutoff = True
+
+    def horizon_s(self, params, mean_theta, mean_rate_per_s):
+        if not self.until_cutoff:
+            return jnp.asarray(self.max_duration_s, jnp.result_type(mean_theta))
+        return jnp.minimum(self.max_duration_s, (mean_theta - params.theta_cut) / mean_rate_per_s)
+
+    def surface_cutoff(self, params, surface_before, surface_after):
+        """The most delithiated surface node reaches ``Params.theta_cut``."""
+        return jnp.min(surface_before), jnp.min(surface_after), params.theta_cut
 
 
 @dataclasses.dataclass(frozen=True)
-class Discharge:
+class Discharge(ProtocolStep):
     """Constant-current lithiation until the surface reaches ``Params.theta_upper`` (or the time limit)."""
 
     rate_mA_per_g: float | None = None
@@ -60,9 +113,18 @@ class Discharge:
     kind = "discharge"
     sign = -1.0
 
+    def horizon_s(self, params, mean_theta, mean_rate_per_s):
+        if not self.until_cutoff:
+            return jnp.asarray(self.max_duration_s, jnp.result_type(mean_theta))
+        return jnp.minimum(self.max_duration_s, (params.theta_upper - mean_theta) / mean_rate_per_s)
+
+    def surface_cutoff(self, params, surface_before, surface_after):
+        """The most lithiated surface node reaches ``Params.theta_upper`` (signs flipped: a crossing from above)."""
+        return -jnp.max(surface_before), -jnp.max(surface_after), -params.theta_upper
+
 
 @dataclasses.dataclass(frozen=True)
-class Rest:
+class Rest(ProtocolStep):
     """Open circuit (zero total current) for ``duration_s`` [s]."""
 
     duration_s: float
@@ -77,6 +139,15 @@ class Rest:
     def max_duration_s(self):
         return self.duration_s
 
+    def horizon_s(self, params, mean_theta, mean_rate_per_s):
+        return jnp.asarray(self.duration_s, jnp.result_type(mean_theta))
+
+    def surface_cutoff(self, params, surface_before, surface_after):
+        return None
+
+    def unbounded_error(self, i: int) -> str:
+        return f"protocol step {i} (rest): duration_s must be finite, got {self.duration_s}"
+
 
 Step = Charge | Discharge | Rest
 
@@ -87,18 +158,9 @@ def check_protocol(protocol) -> tuple:
     if not steps:
         raise ValueError("protocol must contain at least one step (Charge, Rest or Discharge)")
     for i, step in enumerate(steps):
-        if not isinstance(step, Charge | Discharge | Rest):
+        if not isinstance(step, ProtocolStep):
             raise TypeError(f"protocol step {i} must be Charge, Rest or Discharge, got {step!r}")
-        if step.rate_mA_per_g is not None and step.kind != "rest":
-            check_range(f"protocol[{i}].rate_mA_per_g", step.rate_mA_per_g, 0, lo_open=True, unit="mA/g")
-        if not step.max_duration_s > 0:
-            raise ValueError(f"protocol step {i} ({step.kind}): duration must be > 0 s, got {step.max_duration_s}")
-        if step.kind == "rest" and not math.isfinite(step.duration_s):
-            raise ValueError(f"protocol step {i} (rest): duration_s must be finite, got {step.duration_s}")
-        if step.kind != "rest" and not step.until_cutoff and not math.isfinite(step.max_duration_s):
-            raise ValueError(f"protocol step {i} ({step.kind}): needs until_cutoff=True or a finite max_duration_s")
-        if step.n_steps is not None and not (isinstance(step.n_steps, int) and step.n_steps >= 4):
-            raise ValueError(f"protocol step {i} ({step.kind}): n_steps must be an integer >= 4, got {step.n_steps}")
+        step.check(i)
     return steps
 
 

@@ -18,12 +18,15 @@ Angles are counter-clockwise from +x [rad]. Quantities passed to the solver are 
 
 from __future__ import annotations
 
+import abc
+import dataclasses
 import math
+from typing import ClassVar
 
 import jax.numpy as jnp
 
-from fluxsim.model._pytree import pytree_dataclass, static_field
-from fluxsim.model.catalogue import DEFAULTS, default
+from fluxsim.model._pytree import Interface, pytree_dataclass, static_field
+from fluxsim.model.catalogue import DEFAULTS, FLUX_NORMALISATIONS, default
 from fluxsim.model.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
 
 TWO_PI = 2.0 * math.pi
@@ -103,8 +106,53 @@ def make_blocking(eta=DEFAULTS["eta"], blocked_fraction=DEFAULTS["blocked_fracti
     )
 
 
+class SurfaceKinetics(Interface):
+    """A surface model: how the applied current leaves through the surface nodes (both solvers call only this).
+
+    Implementations derive from :class:`PrescribedFlux` (the outflow does not depend on the state) or
+    :class:`StateDependentKinetics` (it does, through a cell voltage); the solvers branch on which, at trace time.
+    """
+
+    #: The catalogue's ``surface_model`` choice this class implements ("A", "B").
+    model: ClassVar[str]
+    #: Whether the outflow depends on the surface occupancy (fixed by the two interfaces below).
+    state_dependent: ClassVar[bool]
+
+    @abc.abstractmethod
+    def outflow(self, theta_surface, weights, current_density, current_to_flux, perimeter=TWO_PI):
+        """``(outflow (nphi,), d outflow_j / d theta_j (nphi,), cell voltage [V])``; see :meth:`FluxRatio.outflow`."""
+
+    def time_rescaled(self, factor) -> SurfaceKinetics:
+        """The kinetics of the same solution with every diffusivity times ``factor`` (the fit's time rescaling)."""
+        return self
+
+
+class PrescribedFlux(SurfaceKinetics):
+    """A surface model whose outflow is independent of the state (no cell voltage: nan)."""
+
+    state_dependent = False
+
+
+class StateDependentKinetics(SurfaceKinetics):
+    """A surface model whose outflow depends on the surface occupancy through a cell voltage."""
+
+    state_dependent = True
+
+    @abc.abstractmethod
+    def voltage(self, theta_surface, weights, current_density, perimeter=TWO_PI):
+        """Cell voltage [V] that makes the surface currents add up to ``current_density`` [A m-2] on average."""
+
+
+#: Model A's normalisations (catalogue ``flux_normalisation``): the scale of the outflow ``scale * weights`` from the
+#: nondimensional mean flux, the transfer weights and the perimeter.
+_NORMALISATIONS = {
+    "total_current": lambda flux_scale, weights, perimeter: flux_scale * perimeter / jnp.sum(weights),
+    "open_surface": lambda flux_scale, weights, perimeter: flux_scale,
+}
+
+
 @pytree_dataclass
-class FluxRatio:
+class FluxRatio(PrescribedFlux):
     """Surface model A: prescribed flux ratio ``eta = j_RSL / j_NMC`` (Lun et al. 2025).
 
     Attributes:
@@ -115,7 +163,12 @@ class FluxRatio:
 
     normalisation: str = static_field(default="total_current")
 
-    state_dependent = False
+    model = "A"
+
+    def __post_init__(self):
+        if self.normalisation not in _NORMALISATIONS:
+            raise ValueError(f"surface normalisation must be one of {', '.join(map(repr, FLUX_NORMALISATIONS))}, "
+                             f"got {self.normalisation!r}")
 
     def outflow(self, theta_surface, weights, current_density, current_to_flux, perimeter=TWO_PI):
         """Nondimensional outflow of each surface node.
@@ -132,21 +185,13 @@ class FluxRatio:
         Returns:
             ``(outflow (nphi,), d outflow_j / d theta_j (nphi,), cell voltage [V] (nan for model A))``.
         """
-        flux_scale = current_density * current_to_flux
-        if self.normalisation == "total_current":
-            scale = flux_scale * perimeter / jnp.sum(weights)
-        elif self.normalisation == "open_surface":
-            scale = flux_scale
-        else:
-            raise ValueError(
-                f"surface normalisation must be 'total_current' or 'open_surface', got {self.normalisation!r}"
-            )
+        scale = _NORMALISATIONS[self.normalisation](current_density * current_to_flux, weights, perimeter)
         outflow = scale * weights
         return outflow, jnp.zeros_like(outflow), jnp.full((), jnp.nan, outflow.dtype)
 
 
 @pytree_dataclass
-class FilmResistance:
+class FilmResistance(StateDependentKinetics):
     """Surface model B: film resistance in series with an open-circuit potential (rate-dependent flux split).
 
     Local current density ``i(phi) = g(phi) (V - U(theta_s(phi))) / r_NMC`` [A m-2]; on a blocked arc the film
@@ -166,7 +211,10 @@ class FilmResistance:
     k_V: float = default("k_V")
     temperature_K: float = default("temperature_K")
 
-    state_dependent = True
+    model = "B"
+
+    def time_rescaled(self, factor) -> FilmResistance:
+        return dataclasses.replace(self, r_NMC_ohm_m2=self.r_NMC_ohm_m2 / factor)
 
     def ocp(self, theta):
         """Open-circuit potential U [V] (occupancy clipped to [1e-12, 1 - 1e-12])."""

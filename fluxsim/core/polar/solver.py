@@ -40,6 +40,7 @@ from fluxsim.core.solution import Solution
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge, check_protocol, step_fractions
+from fluxsim.model.surface import StateDependentKinetics
 from fluxsim.precision import FLOAT64_OFF, float64_enabled
 
 __all__ = ["Numerics", "Params", "Solution", "check_numerics", "simulate"]  # Params, Solution: defined below
@@ -85,7 +86,7 @@ class Numerics:
 
 
 def _cell_voltage(params: Params, theta, drive: Drive):
-    if not params.kinetics.state_dependent:
+    if not isinstance(params.kinetics, StateDependentKinetics):
         return jnp.full((), jnp.nan, theta.dtype)
     return params.kinetics.voltage(theta[-1], drive.weights, drive.current_density)
 
@@ -156,12 +157,9 @@ def _cutoff(ctx: _Context, step, drive, theta, proposed):
     dtype = theta.dtype
     if not step.until_cutoff:
         return jnp.zeros((), bool), jnp.ones((), dtype)
-    if step.kind == "discharge":
-        before, after = jnp.max(theta[-1]), jnp.max(proposed[-1])
-        return after >= params.theta_upper, _crossing(-before, -after, -params.theta_upper)
-    before, after = jnp.min(theta[-1]), jnp.min(proposed[-1])
-    hit, alpha = after <= params.theta_cut, _crossing(before, after, params.theta_cut)
-    if params.kinetics.state_dependent:  # model B may also stop at a cut-off voltage
+    before, after, level = step.surface_cutoff(params, theta[-1], proposed[-1])
+    hit, alpha = after <= level, _crossing(before, after, level)
+    if step.voltage_cutoff and isinstance(params.kinetics, StateDependentKinetics):  # model B: also a voltage
         v0, v1 = _cell_voltage(params, theta, drive), _cell_voltage(params, proposed, drive)
         hit_v = v1 >= params.voltage_cut_V
         # Safe where: the default cut-off is +inf, and inf inside the interpolation would poison gradients.
@@ -225,12 +223,7 @@ def _horizon(ctx: _Context, step, theta, rate):
     params = ctx.params
     mean_rate = rate / (3600.0 * params.material.theoretical_capacity_mAh_per_g)  # s-1
     mean_now = metrics.mean(ctx.grid, theta)
-    if step.kind == "charge" and step.until_cutoff:
-        horizon = jnp.minimum(step.max_duration_s, (mean_now - params.theta_cut) / mean_rate)
-    elif step.kind == "discharge" and step.until_cutoff:
-        horizon = jnp.minimum(step.max_duration_s, (params.theta_upper - mean_now) / mean_rate)
-    else:
-        horizon = jnp.asarray(step.max_duration_s, theta.dtype)
+    horizon = step.horizon_s(params, mean_now, mean_rate)
     return jnp.maximum(horizon, 0.0)
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from fluxsim.core.polar.grid import PolarGrid
 from fluxsim.core.polar.operators import factor_operator, net_inflow, solve_operator
+from fluxsim.model.surface import StateDependentKinetics
 
 
 class Drive(NamedTuple):
@@ -87,7 +88,7 @@ def _newton_operator(grid, inp: StepInputs, x, slope):
     d = inp.params.diffusivity(x) / inp.drive.d_ref
     volume = jnp.asarray(grid.volume, x.dtype)
     ones = (jnp.ones((grid.nr, grid.nphi), x.dtype),) * 2
-    if inp.params.kinetics.state_dependent:
+    if isinstance(inp.params.kinetics, StateDependentKinetics):
         share = inp.drive.weights / jnp.sum(inp.drive.weights)
         return factor_operator(grid, ones, beta_h, slope / d[-1], share, volume / d), d
     return factor_operator(grid, ones, beta_h, diagonal=volume / d), d
