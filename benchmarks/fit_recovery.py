@@ -1,4 +1,5 @@
-"""Figures of the issue-4 acceptance cases (what tests/test_fit.py and tests/test_images.py assert), as a table.
+"""Figures of the issue-4 acceptance cases, as a table (what tests/fit/test_fit.py and
+tests/imaging/test_images.py assert).
 
 Synthetic data from the fit's forward model at Numerics(12, 48, 48): four rates (50-400 mA/g), 20 points per rate
 over 1-20 mAh/g, 10 nm noise per offset component, a quarter of the perimeter blocked. Prints, per case, the truth,

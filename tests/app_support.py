@@ -13,10 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 
 import fluxsim
 from fluxsim.app import config, hydra_glue
+from fluxsim.io import store
 
 fluxsim.enable_float64()  # test jobs run in float64, like the app (also in the subprocesses that import this)
 
@@ -67,3 +69,31 @@ def printed_folder(proc) -> str:
     """The run folder ``fluxsim`` prints as its last line."""
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
+
+
+def block_outputs(job, block):
+    """Synthetic outputs of one block for the store tests (no solver run): every value is its point's flat index."""
+    out = {}
+    for name in store.variable_names(job):
+        var = store.VARIABLES[name]
+        extra = store._extra_shape(job, var.dims)
+        flat = block.flat.reshape(block.shape + (1,) * len(extra))
+        out[name] = np.broadcast_to(flat, block.shape + extra).astype(var.dtype)
+    out["status"] = np.zeros(block.shape, np.int8)
+    return out
+
+
+def assert_figure(path, min_size_px=(300, 400)) -> None:
+    """``path`` is a drawn figure, not a blank or broken PNG: it decodes, is at least ``min_size_px`` (height, width),
+    has ink on between 2 % and 98 % of its pixels (axes, lines, labels on a white page) and many distinct colours
+    (a colour map or several line colours, not only text)."""
+    import matplotlib.image as mpimg
+
+    image = mpimg.imread(path)
+    height, width = image.shape[:2]
+    assert height >= min_size_px[0] and width >= min_size_px[1], f"{path}: {height} x {width} px"
+    rgb = np.asarray(image[..., :3] * 255, dtype=np.uint8)
+    inked = float(np.mean(np.any(rgb < 230, axis=-1)))
+    assert 0.02 < inked < 0.98, f"{path}: ink on {inked:.1%} of the pixels"
+    colours = len(np.unique(rgb.reshape(-1, 3), axis=0))
+    assert colours > 50, f"{path}: only {colours} distinct colours"

@@ -1,10 +1,13 @@
-"""Shared test settings. The tests run in float64, like the app (fluxsim.precision)."""
+"""Shared test settings. The tests run in float64, like the app (fluxsim.precision), and refuse implicit rank
+promotion, so a broadcast between arrays of different rank in the code under test is an error, not a silent bug."""
 
+import jax
 import pytest
 
 import fluxsim
 
 fluxsim.enable_float64()
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 #: Coarse settings for behaviour tests: 16 rings x 64 nodes, 200 time steps (about 1 s per run after compiling).
 COARSE = dict(nr=16, nphi=64, n_steps=200)

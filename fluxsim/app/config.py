@@ -532,8 +532,8 @@ def representative_points(sweep: SweepSpec) -> list[int]:
     extremes of an axis bound all its values), and each check that involves more than one input involves two
     sweepable inputs, monotonically (``theta0 > theta_cut``; an active surface: ``blocked_fraction < 1`` or
     ``eta > 0``), so a violation anywhere in the grid shows at a corner of those two dimensions
-    (``tests/test_planning.py`` compares with point-by-point validation). At most ``points + 2 x dims + 4 x pairs``
-    calls instead of ``prod(shape)``.
+    (``tests/study/test_planning.py`` compares with point-by-point validation). At most
+    ``points + 2 x dims + 4 x pairs`` calls instead of ``prod(shape)``.
     """
     shape, dims = sweep.shape, sweep.dims
 

@@ -57,7 +57,7 @@ def theta_range(mesh: TriMesh, theta: Float[Array, " n"]) -> tuple[Float[Array, 
 
 
 def _moments(mesh: TriMesh, theta):
-    xy = mesh.xy - mesh.centroid
+    xy = mesh.xy - mesh.centroid[None, :]
     tri = mesh.triangles
     values, x, y = theta[tri], xy[tri, 0], xy[tri, 1]
 
@@ -99,7 +99,7 @@ def line_cut_stencil(mesh: TriMesh, axis_angle_rad, n_samples: int = DEFAULT_LIN
     _, reach = ray_rim_crossing(mesh, jnp.stack([angle, angle + jnp.pi]))
     u = jnp.linspace(0.0, 1.0, n_samples, dtype=dtype)
     position = -reach[1] + u * (reach[0] + reach[1])
-    points = mesh.centroid + position[:, None] * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
+    points = mesh.centroid[None, :] + position[:, None] * jnp.stack([jnp.cos(angle), jnp.sin(angle)])[None, :]
     corners = mesh.xy[mesh.triangles]  # (t, 3, 2)
     a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
     area2 = 2 * mesh.triangle_area

@@ -50,18 +50,19 @@ def ray_rim_crossing(mesh: TriMesh, angle_rad):
     angle = jnp.asarray(angle_rad, dtype)
     shape = angle.shape
     angle = angle.reshape(-1, 1)
-    p = mesh.xy[: mesh.n_rim] - mesh.centroid  # rim vertices relative to the centroid (r, 2)
+    p = mesh.xy[: mesh.n_rim] - mesh.centroid[None, :]  # rim vertices relative to the centroid (r, 2)
     q = jnp.roll(p, -1, axis=0)
     e = q - p
     dx, dy = jnp.cos(angle), jnp.sin(angle)  # (k, 1)
     # Solve t (dx, dy) = p + lam e:  cross products.
-    denom = e[:, 0] * dy - e[:, 1] * dx  # (k, r)
+    (ex, ey), (px, py) = e.T[:, None, :], p.T[:, None, :]  # each (1, r)
+    denom = ex * dy - ey * dx  # (k, r)
     ok = jnp.abs(denom) > 1e-14
     safe = jnp.where(ok, denom, 1.0)
-    lam = (p[:, 1] * dx - p[:, 0] * dy) / safe
-    t = (p[:, 1] * e[:, 0] - p[:, 0] * e[:, 1]) / safe
+    lam = (py * dx - px * dy) / safe
+    t = (py * ex - px * ey) / safe
     # A ray through a rim vertex meets both edges at lam ~ 1 and ~ 0: the tolerance keeps rounding from missing both.
-    valid = ok & (lam >= -1e-12) & (lam <= 1 + 1e-12) & (t > 0) & (mesh.rim_edge > 0)
+    valid = ok & (lam >= -1e-12) & (lam <= 1 + 1e-12) & (t > 0) & (mesh.rim_edge > 0)[None, :]
     first = jnp.argmin(jnp.where(valid, t, jnp.inf), axis=1)
     lam_hit = jnp.take_along_axis(lam, first[:, None], axis=1)[:, 0]
     t_hit = jnp.take_along_axis(t, first[:, None], axis=1)[:, 0]

@@ -7,7 +7,7 @@ surface model it belongs to. The equations behind the inputs are in docs/model.m
 section 9).
 
 Validation, the config loader, store attributes, fit transforms and the README's inputs table are meant to read this
-module (issue 10); until they do, ``tests/test_catalogue.py`` checks that it agrees with each of them.
+module (issue 10); until they do, ``tests/model/test_catalogue.py`` checks that it agrees with each of them.
 
 Pure Python (no jax, numpy, hydra): importing it costs nothing.
 """

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
+from bessel_series import PARAMS, D, exact
 from scipy.sparse.linalg import expm_multiply, spsolve
-from test_bessel import PARAMS, D, exact
 
 from fluxsim.core import fv, rim
 from fluxsim.core.mesh import DEFAULT_SPACING, mesh_outline

@@ -80,9 +80,9 @@ def factor_operator(grid: PolarGrid, face_d, gamma_h, surface_slope=None, surfac
     upper = jnp.eye(nr, k=1, dtype=dtype)
     off = -c_rad[1:].T  # (nphi, nr - 1): coupling ring i+1 <-> i+2
     blocks = (
-        diag.T[:, :, None] * eye
-        + jnp.pad(off, ((0, 0), (0, 1)))[:, :, None] * upper
-        + jnp.pad(off, ((0, 0), (0, 1)))[:, None, :] * upper.T
+        diag.T[:, :, None] * eye[None]
+        + jnp.pad(off, ((0, 0), (0, 1)))[:, :, None] * upper[None]
+        + jnp.pad(off, ((0, 0), (0, 1)))[:, None, :] * upper.T[None]
     )
     spokes = c_rad[0]
     rank_one = None

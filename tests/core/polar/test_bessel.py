@@ -11,27 +11,10 @@ occupancy varies by O(1) across the particle and an absolute error below 1e-3 is
 
 import numpy as np
 import pytest
+from bessel_series import PARAMS, PROTOCOL, TIMES_S, D, exact
 from helpers import batched, stack, unbatch
-from scipy.special import j0, jn_zeros
 
 import fluxsim
-from fluxsim.api import make_params
-from fluxsim.model.protocol import Charge
-
-D = 1e-16
-DURATION_S = 5000.0
-TIMES_S = (250.0, 1000.0, 5000.0)
-PROTOCOL = (Charge(max_duration_s=DURATION_S, until_cutoff=False),)
-PARAMS = make_params(diffusivity="constant", D_m2_per_s=D)
-
-
-def exact(r, t_s):
-    radius = float(PARAMS.radius_m)
-    qh = float(PARAMS.material.surface_flux_m_per_s(100.0, radius)) * radius / D
-    t = t_s * D / radius**2
-    zeros = jn_zeros(1, 400)[:, None]
-    series = np.sum(2 * qh * j0(zeros * r) * np.exp(-(zeros**2) * t) / (zeros**2 * j0(zeros)), axis=0)
-    return 1.0 - 2 * qh * t - qh * (r**2 / 2 - 0.25) + series
 
 
 def snapshots(nr, nphi, n_steps):

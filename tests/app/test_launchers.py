@@ -1,7 +1,7 @@
 """Hydra launchers: a sharded study through submitit's local executor fills one shared store.
 
 The SLURM launcher (conf/hydra/launcher/slurm.yaml) differs from submitit's local executor only in where the jobs
-run; its config is checked in tests/test_config.py.
+run; its config is checked in tests/app/test_config.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fluxsim.io import store
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'fluxsim[cluster]'")
 
 
-#: fig5b with fig5d's output settings (line cuts every 15 s): the same compiled program as tests/test_presets.py's
+#: fig5b with fig5d's output settings (line cuts every 15 s): the same compiled program as tests/app/test_presets.py's
 #: fig5d run, so the two share one compile (xdist group); the study itself is the fig5b preset's.
 FIG5B = ["preset=fig5b", *TINY, "output.line_cut=true", "output.times_s.step=15"]
 

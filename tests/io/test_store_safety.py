@@ -2,7 +2,7 @@
 ``fluxsim plot`` on a damaged store, one live run per (store, shard), warning-free ``xr.open_zarr``.
 
 The end-to-end tests run ``fluxsim`` at tiny numerics on the ten points of tests/app_support.py (the compiled
-program of tests/test_reliability.py, served by the shared compilation cache); the others write fake outputs.
+program of tests/app/test_reliability.py, served by the shared compilation cache); the others write fake outputs.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from app_support import FLUXSIM, TEN_POINTS, TINY, load_job, printed_folder, run_fluxsim
-from test_store import _block_outputs
+from app_support import FLUXSIM, TEN_POINTS, TINY, block_outputs, load_job, printed_folder, run_fluxsim
 
 from fluxsim.app import cli
 from fluxsim.io import store
@@ -42,7 +41,7 @@ def _written_store(tmp_path, overrides=("sweep.chunk_size=2",), n_blocks=None):
     path = tmp_path / "s.zarr"
     writer = store.StoreWriter(path, job)
     for block in plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)[:n_blocks]:
-        writer.write(block, _block_outputs(job, block))
+        writer.write(block, block_outputs(job, block))
     writer.close()
     return path, job
 
@@ -124,7 +123,7 @@ def test_checksum_ignores_nan_payloads_and_chunks_of_fill_values(tmp_path):
     path = tmp_path / "s.zarr"
     writer = store.StoreWriter(path, job)
     block = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)[0]
-    outputs = _block_outputs(job, block)
+    outputs = block_outputs(job, block)
     outputs = {k: np.full_like(v, -np.nan) if v.dtype == np.float64 else v for k, v in outputs.items()}
     assert np.signbit(outputs["offset_nm"]).all()
     writer.write(block, outputs)

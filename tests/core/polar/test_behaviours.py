@@ -1,8 +1,8 @@
 """The behaviours a correct solver must reproduce (docs/model.md section 7), at the coarse CI resolution.
 
 Indicative numbers are +-10 % targets (confirmed there by a converged finite-element solution); orderings and
-trends are asserted exactly. Behaviour 1 (Li balance) is tests/test_balance.py; the measured values quoted in the
-docstrings are at 16 x 64 nodes, 200 steps (the default resolution is closer still: the core fraction converges
+trends are asserted exactly. Behaviour 1 (Li balance) is test_balance.py beside this file; the measured values quoted in
+the docstrings are at 16 x 64 nodes, 200 steps (the default resolution is closer still: the core fraction converges
 from above, see README "Accuracy").
 """
 

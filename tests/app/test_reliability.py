@@ -10,7 +10,7 @@
   uninterrupted run (3 kills here, 20 in the slow test; concurrent shards killed too);
 * the same command twice gives bitwise-identical stores.
 
-All runs use the tiny numerics and the Fig. 4 batch of 4, i.e. the compiled program of tests/test_cli.py (xdist
+All runs use the tiny numerics and the Fig. 4 batch of 4, i.e. the compiled program of tests/app/test_cli.py (xdist
 group ``fig4_tiny``), served by the persistent compilation cache.
 """
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_support import assert_figure
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
@@ -207,7 +208,7 @@ def test_cli_fit_end_to_end(tmp_path):
     report = json.loads((out / "fit.json").read_text())
     assert abs(report["values"]["eta"] - 0.3) <= 0.03 and report["fitted"] == ["eta"]
     assert report["fixed_inputs"]["blocked_fraction"] == BLOCKED
-    assert (out / "fit.png").stat().st_size > 10_000
+    assert_figure(out / "fit.png")
     import xarray as xr
 
     ds = xr.open_zarr(out / "fit.zarr", consolidated=False)

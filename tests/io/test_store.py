@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from app_support import TEN_POINTS, load_job, run_python
+from app_support import TEN_POINTS, block_outputs, load_job, run_python
 
 from fluxsim.app.cli import run_job
 from fluxsim.io import store
 from fluxsim.study import extract as extract_mod
 from fluxsim.study import plan as plan_mod
 
-TESTS = str(Path(__file__).resolve().parent)
+TESTS = str(Path(__file__).resolve().parents[1])  # tests/: app_support
 
 
 def _fake_outputs(job, block, value=0.5):
@@ -168,25 +168,13 @@ def test_failed_chunk_is_recorded_and_retried(tmp_path):
     assert not store.StoreWriter(tmp_path / "f.zarr", job).is_done(blocks[1])
 
 
-def _block_outputs(job, block):
-    """Outputs that differ from block to block: every value is the flat index of its point."""
-    out = {}
-    for name in store.variable_names(job):
-        var = store.VARIABLES[name]
-        extra = store._extra_shape(job, var.dims)
-        flat = block.flat.reshape(block.shape + (1,) * len(extra))
-        out[name] = np.broadcast_to(flat, block.shape + extra).astype(var.dtype)
-    out["status"] = np.zeros(block.shape, np.int8)
-    return out
-
-
 def test_create_is_atomic_and_then_verified(tmp_path):
     """A creator that loses the race (the store appeared meanwhile) changes nothing and joins the existing store."""
     job = load_job(["sweep=fig5b", "sweep.chunk_size=2"])
     path = tmp_path / "s.zarr"
     first = store.StoreWriter(path, job)
     block = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)[3]
-    first.write(block, _block_outputs(job, block))
+    first.write(block, block_outputs(job, block))
     late = object.__new__(store.StoreWriter)
     late.path, late.job, late.zarr_format = path, job, job.output.zarr_format
     assert late._create() is False  # its temporary store could not be renamed onto the existing one
@@ -207,7 +195,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from app_support import load_job
-from test_store import _block_outputs
+from app_support import block_outputs
 from fluxsim.io import store
 from fluxsim.study import extract as extract_mod
 from fluxsim.study import plan as plan_mod
@@ -218,7 +206,7 @@ while len(list(Path({ready!r}).iterdir())) < 2:  # barrier: both create at the s
 writer = store.StoreWriter({path!r}, job)
 mine = plan_mod.shard_blocks(plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape), job.sweep.shard)
 for block in mine:
-    writer.write(block, _block_outputs(job, block))
+    writer.write(block, block_outputs(job, block))
 print("joined" if writer.resumed else "created", [b.index for b in mine])
 """
     procs = [
@@ -238,7 +226,7 @@ print("joined" if writer.resumed else "created", [b.index for b in mine])
     single = tmp_path / "single.zarr"
     writer = store.StoreWriter(single, job)
     for block in plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape):
-        writer.write(block, _block_outputs(job, block))
+        writer.write(block, block_outputs(job, block))
     a, b = store.open_store(path).load(), store.open_store(single).load()
     for key in ("created", "config"):  # creation time; the full config names the shard
         assert a.attrs.pop(key) and b.attrs.pop(key)

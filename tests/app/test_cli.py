@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from app_support import TINY, load_job
+from app_support import TINY, assert_figure, load_job
 from app_support import run_fluxsim as _fluxsim
 
 from fluxsim.app.cli import _overridden_by_sweep
 from fluxsim.io import store
 
 
-@pytest.mark.xdist_group("fig4_tiny")  # shares its compiled program with tests/test_presets.py (fig4)
+@pytest.mark.xdist_group("fig4_tiny")  # shares its compiled program with tests/app/test_presets.py (fig4)
 def test_default_job_end_to_end(tmp_path):
     """``fluxsim`` (tiny numerics): store + PNGs in the printed folder; the same command again resumes there
     without compiling; ``fluxsim plot`` redraws the figures from the store."""
@@ -19,7 +19,8 @@ def test_default_job_end_to_end(tmp_path):
     folder = proc.stdout.strip().splitlines()[-1]  # the last line is the output folder
     assert folder.startswith("outputs/fig4/")
     out = tmp_path / folder
-    assert (out / "snapshots.png").stat().st_size > 10_000 and (out / "series.png").exists()
+    for figure in ("snapshots.png", "series.png"):
+        assert_figure(out / figure)
     assert (out / ".hydra" / "config.yaml").exists()
     ds = store.open_store(out / "results.zarr")
     assert bool(ds["done"].all()) and int(ds["status"].max()) == 0

@@ -18,7 +18,7 @@ from fluxsim.study import batch as batch_mod
 from fluxsim.study import extract as extract_mod
 from fluxsim.study import plan as plan_mod
 
-TESTS = str(Path(__file__).resolve().parent)
+TESTS = str(Path(__file__).resolve().parents[1])  # tests/: app_support
 
 
 def _by_point(block_outputs: list) -> dict[str, np.ndarray]:

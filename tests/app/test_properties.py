@@ -273,7 +273,7 @@ def test_random_invalid_configs_fail_before_compute(case):
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fig4_runner():
-    """The Fig. 4 batch program at tiny numerics (the default job of tests/test_cli.py), from the persistent cache."""
+    """The Fig. 4 batch program at tiny numerics (the default job of app/test_cli.py), from the persistent cache."""
     jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     job = load_job()
     spec = extract_mod.extraction_for(job)

@@ -13,7 +13,7 @@ NUM = Numerics(nr=12, nphi=48, n_steps=48)
 RADIUS = 1.2e-6
 PIXEL_NM = 40.0
 THETA_CORE = 0.97
-# same worker as tests/test_fit.py: the image fit has that module's data shape (4 series x 20 points) and numerics,
+# same worker as tests/fit/test_fit.py: the image fit has that module's data shape (4 series x 20 points) and numerics,
 # so it reuses the compiled fit program
 pytestmark = pytest.mark.xdist_group("fit_small")
 

@@ -30,7 +30,7 @@ from fluxsim.imaging import images
 from fluxsim.model import catalogue
 from fluxsim.model.catalogue import CONSTANT, DIP, INPUTS, MODEL_A, MODEL_B, POWER_LAW, TABULATED
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Known disagreements between the catalogue and today's code (see the report of issue 10).
 KNOWN: dict[str, str] = {}
