@@ -175,7 +175,7 @@ def _protocol(cfg: Mapping) -> tuple:
         if step.get("rate_mA_per_g") is not None:
             try:
                 kw["rate_mA_per_g"] = checks.check_range(f"{where}.rate_mA_per_g", step["rate_mA_per_g"], 0,
-                                                         lo_open=True, unit="mA/g")
+                                                         lo_open=True, unit=catalogue.INPUTS["rate_mA_per_g"].unit)
             except checks.InputError as err:
                 raise ConfigError(str(err)) from None
         if step.get("max_duration_s") is not None:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluxsim.model._pytree import Interface
+from fluxsim.model.catalogue import INPUTS
 from fluxsim.model.checks import check_range
 
 
@@ -61,7 +62,8 @@ class ProtocolStep(Interface):
     def check(self, i: int) -> None:
         """Raise a clear error if the step's settings are invalid (``i``: its position in the protocol)."""
         if self.rate_mA_per_g is not None and self.sign != 0:  # a rest has no rate to check
-            check_range(f"protocol[{i}].rate_mA_per_g", self.rate_mA_per_g, 0, lo_open=True, unit="mA/g")
+            check_range(f"protocol[{i}].rate_mA_per_g", self.rate_mA_per_g, 0, lo_open=True,
+                        unit=INPUTS["rate_mA_per_g"].unit)
         if not self.max_duration_s > 0:
             raise ValueError(f"protocol step {i} ({self.kind}): duration must be > 0 s, got {self.max_duration_s}")
         if not self.until_cutoff and not math.isfinite(self.max_duration_s):

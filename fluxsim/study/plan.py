@@ -222,12 +222,13 @@ def auto_chunk_size(
 
 #: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_NODE x (nr + 1) x nphi +
 #: TEMP_FLOATS_PER_BLOCK_ENTRY x nphi x nr**2`` (the dense ray blocks of ``core.polar.blocksolve``). Fitted to XLA's
-#: memory analysis of the CPU batch program at 8 x 32 and 32 x 128 (exact there; 13 % high at 16 x 64);
-#: benchmarks/bench_plan.py prints the estimate beside the measurement.
-TEMP_FLOATS_PER_NODE = 212
+#: memory analysis of the CPU batch program at 8 x 32 and 32 x 128 (exact there; refitted after the shared P1
+#: clipping of fluxsim.core.clipping cut the metrics' temporaries); benchmarks/bench_plan.py prints the estimate beside
+#: the measurement.
+TEMP_FLOATS_PER_NODE = 112
 
 
-TEMP_FLOATS_PER_BLOCK_ENTRY = 8.8
+TEMP_FLOATS_PER_BLOCK_ENTRY = 11.9
 
 
 #: CPU seconds per time step per ``nphi x nr**2`` (the block solve's cost scale), measured on the project's 2-core

@@ -190,12 +190,12 @@ def invalid_configs(draw):
     if case == "rate":
         v = draw(st.floats(-1e4, 0.0))
         _set(cfg, "protocol.rate_mA_per_g", v)
-        return cfg, [f"rate_mA_per_g = {v!r} mA/g is outside the allowed range (0, inf)"]
+        return cfg, [f"rate_mA_per_g = {v!r} mA g-1 is outside the allowed range (0, inf)"]
     if case == "step_rate":
         v = draw(st.floats(-1e4, 0.0))
         kind = draw(st.sampled_from(["charge", "discharge"]))
         cfg["protocol"]["steps"] = [{"kind": "charge"}, {"kind": kind, "rate_mA_per_g": v}]
-        return cfg, [f"protocol.steps[1].rate_mA_per_g = {v!r} mA/g is outside the allowed range (0, inf)"]
+        return cfg, [f"protocol.steps[1].rate_mA_per_g = {v!r} mA g-1 is outside the allowed range (0, inf)"]
     if case == "theta0":
         cut = cfg["protocol"]["theta_cut"]
         v = draw(st.floats(0.0, cut))

@@ -103,7 +103,7 @@ def test_check_protocol_rejects_empty():
 @pytest.mark.parametrize("kind", [Charge, Discharge])
 def test_check_protocol_rejects_bad_rates(kind, rate):
     """Charge / discharge rates must be > 0 (the sign comes from the step kind); NaN is rejected."""
-    with pytest.raises(ValueError, match=r"rate_mA_per_g = .* mA/g is outside the allowed range \(0, inf\)"):
+    with pytest.raises(ValueError, match=r"rate_mA_per_g = .* mA g-1 is outside the allowed range \(0, inf\)"):
         check_protocol([Charge(), kind(rate_mA_per_g=rate)])
 
 
