@@ -217,8 +217,10 @@ class LowThetaDip(ModifiedLaw):
         half = (hi - lo) / 2
         mid = (hi + lo) / 2
         dtype = jnp.result_type(mid)
-        nodes = mid[..., None] + half[..., None] * jnp.asarray(_GL_X, dtype)
-        return half * jnp.sum(jnp.asarray(_GL_W, dtype) * self._excess(nodes), axis=-1)
+        lead = (1,) * jnp.ndim(mid)  # the quadrature axis last, explicitly broadcast
+        x, w = (jnp.asarray(a, dtype).reshape(lead + (-1,)) for a in (_GL_X, _GL_W))
+        nodes = mid[..., None] + half[..., None] * x
+        return half * jnp.sum(w * self._excess(nodes), axis=-1)
 
     def kirchhoff(self, theta):
         edges = jnp.asarray(np.linspace(0.0, 1.0, _DIP_PANELS + 1), dtype=jnp.result_type(theta))

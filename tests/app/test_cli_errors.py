@@ -20,7 +20,7 @@ REFUSALS = [
      f"runtime.devices = 5 but this machine has {len(jax.local_devices())} cpu device(s)"),
     ("platform", ["runtime.platform=gpu"], "runtime.platform = 'gpu' is not available on this machine"),
     ("budget", ["runtime.memory_budget_gb=0.001"],
-     "sweep.chunk_size = 4 needs ~0.00286 GB per device (4 simulations x 0.714 MB / 1 device(s), estimated), over "
+     "sweep.chunk_size = 4 needs ~0.00214 GB per device (4 simulations x 0.534 MB / 1 device(s), estimated), over "
      "the budget runtime.memory_budget_gb = 0.001"),
 ]
 
