@@ -29,6 +29,12 @@ batch 4, float64, core defaults rtol 3e-3 / 256 stages (FEM: d(10 min) 186.6 nm,
 One evaluation at 4,104 nodes: 2.7e5 flop and 1.4e6 byte per simulation by XLA's (CPU, unfused) count; timed,
 153 us per simulation of which the Kirchhoff potential (a traced-exponent power: exp + log per node) is 50 us and
 the ELL gather 68 us. Compile 13.7 s (batched forward).
+
+After the slot-wise ELL sum (looped on CPU) and the integer-exponent promise (fluxsim.core.fv), one run, batch 4,
+spacing 0.03 (4,093 nodes), --no-reference: polar 2,037 ms, core v2 647 ms per simulation (3.2x; 219 steps, 13,123
+evaluations, compile 5.1 s). Caveat: XLA's cost analysis counts the CPU loop over the 8 ELL slots once, so the
+per-evaluation flop/byte figures (and the H100 estimates built on them) now undercount the gather part; the GPU
+lowering unrolls the slots.
 """
 
 from __future__ import annotations
