@@ -9,17 +9,20 @@ Kirchhoff potential ``integral of D / D_ref`` (:mod:`fluxsim.model.diffusivity`)
 (:mod:`fluxsim.core.rim`, nonzero only on the rim slots ``0 .. n_rim - 1``). Because ``A`` is symmetric with zero row
 sums, the Li content ``sum_i m_i theta_i`` changes only by ``-sum b`` (exact discrete balance, to rounding).
 
-GPU shape: one evaluation is a fixed set of batched elementwise kernels plus one gather: ``K`` per node, a gather of
-``K`` over the ELL neighbour table ``(n, k)``, a weighted row sum, the rim outflow on the first ``n_rim`` nodes (a
-slice and a pad: no scatter) and a multiply by ``1 / m``. No loop over grid lines, no linear solve. Padded nodes
-have conductance 0 and ``inv_mass`` 0, so they never change. Cost on the default disk mesh (3,840 node slots, ELL
-width 8; XLA CPU cost analysis, batch of 64 with the mesh as an argument): 2.0e5 flop, 3.8e3 transcendentals and
-7.8e5 bytes per evaluation and simulation (the CPU backend materialises the ``(batch, n, 8)`` gather; the
-irreducible traffic is ~5 node arrays, ~1.5e5 bytes in float64).
+GPU shape: one evaluation is a fixed set of batched elementwise kernels plus gathers: ``K`` per node, one gather of
+``K`` per ELL slot (a column of the neighbour table ``(n, k)``) fused with its multiply-add, the rim outflow on the
+first ``n_rim`` nodes (a slice and a pad: no scatter) and a multiply by ``1 / m``. No loop over grid lines, no
+linear solve. Padded nodes have conductance 0 and ``inv_mass`` 0, so they never change. The power law's ``K`` costs
+an exp and a log per node (its exponent is traced) unless the static ``integer_exponent`` promise is given (then a
+few multiplications). Before the per-slot gathers (XLA CPU cost analysis, 3,840 node slots, ELL width 8, batch of
+64 with the mesh as an argument): 2.0e5 flop, 3.8e3 transcendentals and 7.8e5 bytes per evaluation and simulation
+(the CPU backend materialised the ``(batch, n, 8)`` gather; the irreducible traffic is ~5 node arrays, ~1.5e5 bytes
+in float64).
 
 API:
 
-* ``kirchhoff_rhs(mesh, params, theta, drive) -> (dtheta_dt (n,), voltage_V ())``;
+* ``kirchhoff_rhs(mesh, params, theta, drive, integer_exponent=None) -> (dtheta_dt (n,), voltage_V ())``;
+* ``potential(law, theta, integer_exponent=None) -> (n,)``: ``K(theta) / D_ref``;
 * ``net_inflow(mesh, potential) -> (n,)``: ``-A u``, the building block (mass-weighted);
 * ``spectral_radius_bound(mesh, params, theta=None, drive=None) -> ()``: a Gershgorin upper bound of the spectral
   radius of the Jacobian of ``dtheta_dt`` (for the stage count of a stabilised explicit integrator);
@@ -29,6 +32,7 @@ API:
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -45,12 +49,56 @@ def time_scale_s(params):
     return params.radius_m**2 / params.diffusivity.reference
 
 
+def _ell_sum(mesh: TriMesh, field, term, loop: bool | None = None) -> Float[Array, " n"]:
+    """``sum_k term(w_k, field_k)`` over the ELL slots ``k`` (columns of the ``(n, k)`` table), in slot order.
+
+    ``term(w_k, field_k)`` gets the conductances ``(n,)`` of slot ``k`` and ``field`` gathered at that slot's
+    neighbours ``(n,)``. Every slot is one contiguous gather with its multiply-add (under ``vmap`` on CPU 4x faster
+    than gathering the ``(batch, n, k)`` block). On CPU the slots run in a loop, which makes XLA materialise
+    ``field`` once instead of fusing its computation into every slot's gather (with the traced-exponent power: ``k``
+    exp and log per node); elsewhere (GPU) they are unrolled into one fused kernel (recomputing is cheap there,
+    kernel launches are not). ``loop`` forces one of the two (None: by platform).
+    """
+    width = mesh.neighbours.shape[-1]
+    neighbours, conductance = mesh.neighbours.T, mesh.conductance.T  # slot-major (k, n): a slot is one row
+
+    def add_slot(k, total):
+        index = jax.lax.dynamic_index_in_dim(neighbours, k, keepdims=False)
+        at_neighbours = field.at[index].get(mode="promise_in_bounds")  # ELL indices are in range by construction
+        return total + term(jax.lax.dynamic_index_in_dim(conductance, k, keepdims=False), at_neighbours)
+
+    def looped(zero):
+        return jax.lax.fori_loop(0, width, add_slot, zero)
+
+    def unrolled(zero):
+        for k in range(width):
+            zero = add_slot(k, zero)
+        return zero
+
+    zero = jnp.zeros(field.shape, jnp.result_type(mesh.conductance, field))
+    if loop is not None:
+        return (looped if loop else unrolled)(zero)
+    return jax.lax.platform_dependent(zero, cpu=looped, default=unrolled)
+
+
 def net_inflow(mesh: TriMesh, potential: Float[Array, " n"]) -> Float[Array, " n"]:
     """``-A u``: net inflow into each control volume, ``sum_j w_ij (u_j - u_i)`` ``(n,)`` (mass-weighted)."""
-    return jnp.sum(mesh.conductance * (potential[mesh.neighbours] - potential[:, None]), axis=-1)
+    return _ell_sum(mesh, potential, lambda w, at_neighbours: w * (at_neighbours - potential))
 
 
-def kirchhoff_rhs(mesh: TriMesh, params, theta: Float[Array, " n"], drive: Drive):
+def potential(law, theta, integer_exponent: int | None = None):
+    """The nondimensional Kirchhoff potential ``K(theta) / D_ref`` of every node.
+
+    ``integer_exponent``: the static promise of :meth:`fluxsim.model.diffusivity.PowerLaw.kirchhoff` (the power
+    law's exponent is this integer: no exp and log per node; NaN if broken); None for any law.
+    """
+    if integer_exponent is None:
+        return law.kirchhoff(theta) / law.reference
+    return law.kirchhoff(theta, integer_exponent=integer_exponent) / law.reference
+
+
+def kirchhoff_rhs(mesh: TriMesh, params, theta: Float[Array, " n"], drive: Drive,
+                  integer_exponent: int | None = None):
     """``dtheta/dt`` (nondimensional time) of every node and the cell voltage.
 
     Args:
@@ -58,15 +106,15 @@ def kirchhoff_rhs(mesh: TriMesh, params, theta: Float[Array, " n"], drive: Drive
         params: :class:`fluxsim.model.params.Params` (diffusivity law and kinetics are used here).
         theta: nodal occupancy ``(n,)`` (padded nodes: any finite value; they stay put).
         drive: :func:`fluxsim.core.rim.make_drive` of the protocol step.
+        integer_exponent: static promise that the power law's exponent is this integer (see :func:`potential`).
 
     Returns:
         ``(dtheta_dt (n,), voltage_V ())``: voltage NaN for model A.
     """
-    law = params.diffusivity
-    potential = law.kirchhoff(theta) / law.reference
+    u = potential(params.diffusivity, theta, integer_exponent)
     outflow, _, voltage = rim_outflow(params, theta[: mesh.n_rim], drive)
     outflow = jnp.pad(outflow, (0, theta.shape[-1] - mesh.n_rim))  # fuses into the elementwise tail (20 % fewer bytes)
-    return (net_inflow(mesh, potential) - outflow) * mesh.inv_mass, voltage
+    return (net_inflow(mesh, u) - outflow) * mesh.inv_mass, voltage
 
 
 def max_diffusivity(law, dtype=jnp.float64):
@@ -82,8 +130,7 @@ def max_diffusivity(law, dtype=jnp.float64):
 
 def _gershgorin_rows(mesh: TriMesh, scale):
     """Row sums of ``|diag(scale) A diag(scale)|``: ``scale_i (sum_j w_ij scale_i + sum_j w_ij scale_j)``."""
-    w = mesh.conductance
-    return scale * (jnp.sum(w, axis=-1) * scale + jnp.sum(w * scale[mesh.neighbours], axis=-1))
+    return scale * (jnp.sum(mesh.conductance, axis=-1) * scale + _ell_sum(mesh, scale, jnp.multiply))
 
 
 def spectral_radius_bound(mesh: TriMesh, params, theta=None, drive: Drive | None = None):
@@ -112,8 +159,7 @@ def spectral_radius_bound(mesh: TriMesh, params, theta=None, drive: Drive | None
         scaled = d * mesh.inv_mass  # 0 on padding: a safe square root keeps NaN out of gradients
         positive = scaled > 0
         return jnp.max(_gershgorin_rows(mesh, jnp.where(positive, jnp.sqrt(jnp.where(positive, scaled, 1.0)), 0.0)))
-    w = mesh.conductance
-    rows = (d * jnp.sum(w, axis=-1) + jnp.sum(w * d[mesh.neighbours], axis=-1)) * mesh.inv_mass
+    rows = (d * jnp.sum(mesh.conductance, axis=-1) + _ell_sum(mesh, d, jnp.multiply)) * mesh.inv_mass
     _, slope, _ = rim_outflow(params, theta[: mesh.n_rim], drive)
     e = jnp.abs(slope)
     omega = drive.weights / jnp.sum(drive.weights)

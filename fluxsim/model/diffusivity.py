@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,24 @@ def _safe_pow(x, p):
     """``x ** p`` for ``x >= 0`` with finite gradients at ``x = 0`` (also with respect to ``p``)."""
     positive = x > 0
     return jnp.where(positive, jnp.where(positive, x, 1.0) ** p, 0.0)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _promised_pow(x, p, n: int):
+    """``x ** p`` for ``x >= 0`` where the caller guarantees ``p == n`` (a static integer >= 2): multiplications per
+    element instead of an exp and a log, with the derivatives of ``x ** p`` (w.r.t. ``p``: ``x ** n log x``, finite
+    at ``x = 0``)."""
+    return jax.lax.integer_pow(x, n)
+
+
+@_promised_pow.defjvp
+def _promised_pow_jvp(n, primals, tangents):
+    x, p = primals
+    dx, dp = tangents
+    value = _promised_pow(x, p, n)
+    positive = x > 0
+    x_log_x = jnp.where(positive, jnp.log(jnp.where(positive, x, 1.0)), 0.0) * value
+    return value, n * jax.lax.integer_pow(x, n - 1) * dx + x_log_x * dp
 
 
 def _exprel(z):
@@ -93,15 +112,27 @@ class PowerLaw(DiffusivityLaw):
         x = jnp.clip(1.0 - theta, 0.0, None) / (1.0 - self.theta_ref)
         return self.D_hi_m2_per_s * jnp.minimum(1.0, _safe_pow(x, self.exponent)) + self.D_floor_m2_per_s
 
-    def kirchhoff(self, theta):
-        """``K(theta) = integral from 1 to theta of D`` (closed form; ``K(1) = 0``)."""
+    def kirchhoff(self, theta, integer_exponent: int | None = None):
+        """``K(theta) = integral from 1 to theta of D`` (closed form; ``K(1) = 0``).
+
+        Args:
+            theta: occupancies.
+            integer_exponent: a static promise that ``exponent`` equals this integer (>= 1): the per-node power is
+                then evaluated by multiplication (no exp and log per node; the same values to rounding, the same
+                derivatives, also w.r.t. ``exponent``), and the result is NaN if the promise is broken.
+        """
         m1 = self.exponent + 1.0
         gap = 1.0 - self.theta_ref
         one_minus = jnp.clip(1.0 - theta, 0.0, None)
-        steep = _safe_pow(one_minus, m1) / (m1 * _safe_pow(gap, self.exponent))
+        if integer_exponent is None:
+            power = _safe_pow(one_minus, m1)
+        else:
+            power = _promised_pow(one_minus, m1, integer_exponent + 1)
+        steep = power / (m1 * _safe_pow(gap, self.exponent))
         plateau = gap / m1 + (self.theta_ref - theta)
         power_part = jnp.where(theta >= self.theta_ref, steep, plateau)
-        return -self.D_hi_m2_per_s * power_part - self.D_floor_m2_per_s * (1.0 - theta)
+        k = -self.D_hi_m2_per_s * power_part - self.D_floor_m2_per_s * (1.0 - theta)
+        return k if integer_exponent is None else jnp.where(self.exponent == integer_exponent, k, jnp.nan)
 
     @property
     def reference(self):
