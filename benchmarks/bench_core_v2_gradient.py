@@ -11,11 +11,11 @@ and reverse mode with respect to (rate, eta, radius). Memory is XLA's ``memory_a
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_core_v2 import _timed  # the same median-of-3 timing as the forward benchmark
 
 import fluxsim
 from fluxsim.api import make_params, replace
@@ -27,16 +27,6 @@ from fluxsim.core.rkl import RKLSettings
 fluxsim.enable_float64()  # the validated float64 (fluxsim.precision)
 
 TIMES_S = np.arange(0.0, 4201.0, 60.0)
-
-
-def _median_time(fn, *args):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main(argv=None):
@@ -58,8 +48,8 @@ def main(argv=None):
     forward = jax.jit(lambda x: scalar(x, False)).lower(x0).compile()
     both = jax.jit(jax.value_and_grad(lambda x: scalar(x, True), has_aux=True)).lower(x0).compile()
     (_, (steps, complete)) = forward(x0)
-    t_forward = _median_time(forward, x0)
-    t_both = _median_time(both, x0)
+    t_forward = _timed(forward, x0)[0]
+    t_both = _timed(both, x0)[0]
     mem_f = forward.memory_analysis()
     mem_b = both.memory_analysis()
     print(f"{int(np.asarray(mesh.node_mask).sum())} nodes, {int(steps)} steps (complete: {bool(complete)}), "
