@@ -32,7 +32,8 @@ import numpy as np
 
 from fluxsim.core import observables
 from fluxsim.core.fv import kirchhoff_rhs, spectral_radius_bound, time_scale_s
-from fluxsim.core.mesh import TriMesh
+from fluxsim.core.mesh import DEFAULT_SPACING, TriMesh
+from fluxsim.core.outline import check_spacing
 from fluxsim.core.rim import make_drive, rim_outflow, rim_weights
 from fluxsim.core.rkl import RKLSettings, Saves, integrate
 from fluxsim.model.diffusivity import PowerLaw
@@ -49,6 +50,9 @@ class Numerics:
     """Static settings of the core-v2 time integration (changing them recompiles).
 
     Attributes:
+        spacing: target mesh node spacing in units of the equivalent radius (default 1/32, about 3,800 nodes on a
+            disk; in [0.004, 0.25]). :func:`simulate` takes the mesh itself; the front doors (``fluxsim.run``,
+            sweeps, fits) mesh the outline at this spacing with :func:`fluxsim.core.mesh.mesh_outline`.
         integrator: tolerances and loop bounds, :class:`fluxsim.core.rkl.RKLSettings` (rtol, atol [occupancy],
             max_steps per protocol step, max_stages, saves_per_step).
         line_cut_samples: samples of the line cut along the arc axis (default 65).
@@ -60,12 +64,14 @@ class Numerics:
             the promise gives NaN results.
     """
 
+    spacing: float = DEFAULT_SPACING
     integrator: RKLSettings = RKLSettings()
     line_cut_samples: int = observables.DEFAULT_LINE_CUT_SAMPLES
     dtype: str = "float64"
     integer_exponent: int | None = None
 
     def __post_init__(self):
+        check_spacing(self.spacing)
         if self.dtype not in ("float64", "float32"):
             raise ValueError(f"numerics.dtype must be 'float64' or 'float32', got {self.dtype!r}")
         if not (isinstance(self.line_cut_samples, int) and self.line_cut_samples >= 3):
