@@ -181,7 +181,8 @@ def run_job(job: config_mod.JobConfig, out_dir: str | Path, devs=None) -> JobOut
         runner = batch_mod.compile_at(job, devs)(size)
         with tqdm(total=n_todo, unit="sim", desc=job.sweep.name, disable=not job.runtime.progress,
                   dynamic_ncols=True, smoothing=0.1) as bar:
-            timing = batch_mod.run_blocks(runner, job.params, todo, writer.write, fail=_fail(writer), progress=bar)
+            timing = batch_mod.run_blocks(runner, job.params, todo, writer.write, meshes=batch_mod.meshes_of(job),
+                                          fail=_fail(writer), progress=bar)
         rate = timing["points"] / timing["compute_s"] if timing["compute_s"] > 0 else float("nan")
         log.info("computed %d simulations in %.1f s (%.3g simulations/s, %.2f s each)", timing["points"],
                  timing["compute_s"], rate, 1 / rate if rate else float("nan"))

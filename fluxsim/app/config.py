@@ -1,8 +1,9 @@
 """Validate a composed hydra config into typed, frozen objects, before any JAX work.
 
 The command line (``fluxsim ...``) composes ``conf/config.yaml`` with hydra; :func:`load` turns the resulting
-``DictConfig`` into a :class:`JobConfig`: the base inputs of :func:`fluxsim.api.make_params`, the protocol steps, the
-:class:`~fluxsim.Numerics`, the sweep (one set of ``make_params`` keywords per point, its dimensions and
+``DictConfig`` into a :class:`JobConfig`: the base inputs of :func:`fluxsim.api.make_params`, the particle's outline
+(:class:`~fluxsim.study.shapes.ShapeSpec`), the protocol steps, the mesh core's
+:class:`~fluxsim.core.solve.Numerics`, the sweep (one set of ``make_params`` keywords per point, its dimensions and
 coordinates), the output and runtime settings. Every sweep point is checked by ``make_params`` here (per axis, not
 point by point: :func:`representative_points`), so a bad value anywhere in a study of any size fails in seconds with
 a message naming the parameter, the value and the allowed range, rather than after hours of compute. Points are
@@ -24,9 +25,10 @@ from omegaconf import DictConfig
 
 from fluxsim.api import make_params
 from fluxsim.app.hydra_glue import as_plain, config_hash, dump_yaml, identity, to_container
-from fluxsim.core.polar.solver import Numerics, check_numerics
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics
 from fluxsim.model import catalogue, checks
-from fluxsim.model.checks import MIN_ARC_NODES, MIN_SAVES_PER_STEP  # noqa: F401  (re-exported: the resolution limits)
+from fluxsim.model.checks import MIN_ARC_NODES  # noqa: F401  (re-exported: the resolution limit)
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.protocol import Charge, Discharge, Rest, check_protocol
 from fluxsim.study.plan import block_shape
@@ -41,6 +43,7 @@ from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
     SweepSpec,
     parse_shard,
 )
+from fluxsim.study.shapes import ShapeSpec, check_shape
 
 #: Scalar inputs of ``make_params`` (sweepable) -> (UDUNITS unit, long name): the catalogue's.
 INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.INPUTS[n].unit, catalogue.INPUTS[n].long_name)
@@ -48,6 +51,10 @@ INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.INPUTS[n].unit, catalogue.IN
 
 #: Config key (group.key) -> make_params keyword, for every physical input: the catalogue's.
 CONFIG_INPUTS: dict[str, str] = catalogue.BY_CONFIG_KEY
+
+#: Shape inputs that can be swept (``geometry.aspect``, ``geometry.orientation_rad``) -> (unit, long name).
+SHAPE_INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.SHAPE_INPUTS[n].unit, catalogue.SHAPE_INPUTS[n].long_name)
+                                            for n in catalogue.SHAPE_SWEEPABLE}
 
 #: The inputs of each D law, of the low-theta dip and of surface model B (an input of another law / model is refused).
 _LAW_INPUTS = {law: set(catalogue.applying_to(f"diffusivity {law}")) for law in catalogue.DIFFUSIVITY_LAWS}
@@ -96,12 +103,17 @@ def _bool(path: str, value) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 # Sections
 # ---------------------------------------------------------------------------------------------------------------
-def _base_inputs(cfg: Mapping) -> dict:
-    """``make_params`` keywords from the groups; keys the chosen D law / surface model lacks are left out."""
+def _base_inputs(cfg: Mapping, radius_m: float | None = None) -> dict:
+    """``make_params`` keywords from the groups; keys the chosen D law / surface model lacks are left out.
+
+    ``radius_m``: the equivalent radius a mask with a pixel size fixes (``geometry.radius_m`` is null then).
+    """
     missing = object()
     inputs = {}
     for path, name in CONFIG_INPUTS.items():
         value = _get(cfg, path, default=missing)
+        if name == "radius_m" and radius_m is not None:
+            value = radius_m
         if value is missing:
             if path.startswith(("diffusivity.", "surface.")) and path not in ("diffusivity.law", "surface.model"):
                 continue
@@ -189,19 +201,49 @@ def _protocol(cfg: Mapping) -> tuple:
         raise ConfigError(str(err)) from None
 
 
-def _numerics(cfg: Mapping, protocol) -> Numerics:
-    section = _get(cfg, "numerics")
-    fields = {f.name: f for f in dataclasses.fields(Numerics)}
-    unknown = set(section) - set(fields)
+#: Keys of the ``numerics`` group: the mesh core's :class:`~fluxsim.core.solve.Numerics` fields and, flat, those of
+#: its :class:`~fluxsim.core.rkl.RKLSettings` integrator (their defaults and ranges are the core's own).
+NUMERICS_KEYS = ("spacing", "line_cut_samples", "dtype")
+INTEGRATOR_KEYS = ("rtol", "atol", "max_steps", "max_stages")
+
+
+def _numerics(cfg: Mapping, base: Mapping, sweep: SweepSpec | None = None) -> Numerics:
+    """The mesh core's numerics from the flat ``numerics`` keys; ``integer_exponent`` is set when every point of the
+    sweep has the power law with the same integer exponent (the faster, same-valued Kirchhoff potential)."""
+    section = dict(_get(cfg, "numerics"))
+    unknown = set(section) - {*NUMERICS_KEYS, *INTEGRATOR_KEYS}
     if unknown:
-        raise ConfigError(f"numerics has unknown keys {sorted(unknown)}; allowed: {sorted(fields)}")
-    numerics = Numerics(**section)
+        raise ConfigError(f"numerics has unknown keys {sorted(unknown)}; allowed: "
+                          f"{', '.join((*NUMERICS_KEYS, *INTEGRATOR_KEYS))}")
     try:
-        numerics = checks.check_numerics(numerics, prefix="numerics.")  # the same checks as fluxsim.run
-        check_numerics(numerics, protocol)
-    except ValueError as err:
+        for key in ("max_steps", "max_stages", "line_cut_samples"):
+            if key in section:
+                section[key] = checks.real(f"numerics.{key}", section[key], integer=True)
+        for key in ("spacing", "rtol", "atol"):
+            if key in section:
+                section[key] = checks.real(f"numerics.{key}", section[key])
+    except checks.InputError as err:
         raise ConfigError(str(err)) from None
+    integrator = {k: section.pop(k) for k in INTEGRATOR_KEYS if k in section}
+    try:
+        settings = RKLSettings(**integrator)
+        numerics = Numerics(integrator=settings, integer_exponent=_integer_exponent(base, sweep), **section)
+    except ValueError as err:
+        raise ConfigError(f"numerics.{err}") from None
     return numerics
+
+
+def _integer_exponent(base: Mapping, sweep: SweepSpec | None) -> int | None:
+    """The power law's exponent when it is the same integer at every point (else None)."""
+    if base.get("diffusivity", "power_law") != "power_law" or base.get("low_theta_dip", False) or sweep is None:
+        return None
+    values = np.unique(_values_of(sweep, "exponent"))
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        values = np.asarray([float(base.get("exponent", catalogue.default("exponent")))])
+    if len(values) == 1 and float(values[0]).is_integer() and values[0] >= 1:
+        return int(values[0])
+    return None
 
 
 def _values(path: str, spec) -> np.ndarray:
@@ -232,12 +274,20 @@ def _values(path: str, spec) -> np.ndarray:
     return values
 
 
-def _check_sweepable(path: str, name: str, base: Mapping, protocol) -> None:
+def _check_sweepable(path: str, name: str, base: Mapping, protocol, shape: ShapeSpec = ShapeSpec()) -> None:
+    if name in SHAPE_INPUTS:
+        if shape.outline != "ellipse":
+            raise ConfigError(f"{path}: {name} has no effect with geometry.outline = {shape.outline} (it is an input "
+                              "of the ellipse outline: geometry=ellipse or geometry.outline=ellipse)")
+        return
+    if name == "radius_m" and shape.pixel_size_m is not None:
+        raise ConfigError(f"{path}: radius_m cannot be swept while geometry.pixel_size_m = {shape.pixel_size_m:g} m "
+                          "fixes it from the mask (set geometry.pixel_size_m=null to scale the mask's shape)")
     if name not in INPUTS:
         raise ConfigError(
-            f"{path}: {name!r} cannot be swept. Sweepable inputs (scalar keywords of fluxsim.api.make_params): "
-            f"{', '.join(INPUTS)}. Structural choices (resolution, D law, surface model) vary across hydra "
-            "multirun jobs (-m) instead."
+            f"{path}: {name!r} cannot be swept. Sweepable inputs (scalar keywords of fluxsim.api.make_params and "
+            f"the ellipse's shape): {', '.join((*INPUTS, *SHAPE_INPUTS))}. Structural choices (resolution, D law, "
+            "surface model, outline kind) vary across hydra multirun jobs (-m) instead."
         )
     law = base.get("diffusivity", "power_law")
     model = base.get("surface_model", "A")
@@ -251,7 +301,17 @@ def _check_sweepable(path: str, name: str, base: Mapping, protocol) -> None:
         raise ConfigError(f"{path}: rate_mA_per_g has no effect: every protocol step sets its own rate")
 
 
-def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
+def _check_shape_values(path: str, name: str, values) -> None:
+    """Swept shape values lie in their catalogue range (``geometry.aspect`` in [1, 20], ...)."""
+    rng = catalogue.SHAPE_INPUTS[name].range
+    for value in np.atleast_1d(values):
+        try:
+            checks.check_range(path, float(value), rng.lo, rng.hi, unit=catalogue.SHAPE_INPUTS[name].unit)
+        except checks.InputError as err:
+            raise ConfigError(str(err)) from None
+
+
+def _sweep(cfg: Mapping, base: Mapping, protocol, shape: ShapeSpec = ShapeSpec()) -> SweepSpec:
     section = _get(cfg, "sweep")
     unknown = set(section) - {"name", "grid", "points", "chunk_size", "shard"}
     if unknown:
@@ -274,9 +334,11 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
 
     dims, coords = [], {}
     for key, spec in grid.items():
-        _check_sweepable(f"sweep.grid.{key}", key, base, protocol)
+        _check_sweepable(f"sweep.grid.{key}", key, base, protocol, shape)
         dims.append(key)
         coords[key] = _values(f"sweep.grid.{key}", spec)
+        if key in SHAPE_INPUTS:
+            _check_shape_values(f"sweep.grid.{key}", key, coords[key])
 
     point_inputs: list[dict] = []
     labels: list[str] = []
@@ -289,13 +351,16 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
             if key == "label":
                 labels.append(str(value))
                 continue
-            _check_sweepable(f"sweep.points[{i}].{key}", key, base, protocol)
+            _check_sweepable(f"sweep.points[{i}].{key}", key, base, protocol, shape)
             if key in coords:
                 raise ConfigError(f"sweep: {key!r} is both a grid dimension and set by sweep.points[{i}]")
             inputs[key] = _number(f"sweep.points[{i}].{key}", value, allow_inf=True)
+            if key in SHAPE_INPUTS:
+                _check_shape_values(f"sweep.points[{i}].{key}", key, inputs[key])
         if "label" not in point:
             labels.append(f"point {i}")
-        key = tuple(sorted((k, v) for k, v in inputs.items() if base.get(k) != v))  # the point as it differs
+        key = tuple(sorted((k, v) for k, v in inputs.items()
+                           if base.get(k, getattr(shape, k, None)) != v))  # the point as it differs
         if key in seen:
             j = seen[key]
             raise ConfigError(f"sweep.points[{i}] repeats sweep.points[{j}] ({point_inputs[j]}): every point of a "
@@ -310,20 +375,20 @@ def _sweep(cfg: Mapping, base: Mapping, protocol) -> SweepSpec:
         coords = {POINT_DIM: np.arange(len(point_inputs)), **coords}
         keys = list(dict.fromkeys(k for p in point_inputs for k in p))
         for key in keys:
-            point_coords[key] = np.array([float(p.get(key, base.get(key, np.nan))) for p in point_inputs])
+            default = base.get(key, getattr(shape, key, np.nan))
+            point_coords[key] = np.array([float(p.get(key, default)) for p in point_inputs])
         if points:
             point_coords["label"] = np.array(labels, dtype=str)
 
     inputs = PointInputs(base, tuple(dims), coords, tuple(point_inputs))
-    shape = inputs.shape
     return SweepSpec(
         name=name,
         dims=tuple(dims),
-        shape=shape,
+        shape=inputs.shape,
         coords=coords,
         point_coords=point_coords,
         inputs=inputs,
-        chunk_shape=None if chunk_size == "auto" else block_shape(shape, chunk_size),
+        chunk_shape=None if chunk_size == "auto" else block_shape(inputs.shape, chunk_size),
         chunk_size=None if chunk_size == "auto" else chunk_size,
         shard=shard,
     )
@@ -458,10 +523,12 @@ def load(cfg) -> JobConfig:
         ConfigError: naming the offending key, its value and what is allowed.
     """
     container = to_container(cfg)
-    base = _base_inputs(container)
+    shape, mask_radius_m = check_shape(_get(container, "geometry"))
+    base = _base_inputs(container, mask_radius_m)
     protocol = _protocol(container)
-    numerics = _numerics(container, protocol)
-    sweep = _sweep(container, base, protocol)
+    _numerics(container, base)  # its keys, before the sweep's
+    sweep = _sweep(container, base, protocol, shape)
+    numerics = _numerics(container, base, sweep)
     try:  # the groups' own values, even where the sweep replaces them (a typo there is still a typo)
         make_params(**base)
     except (ValueError, TypeError) as err:
@@ -492,6 +559,7 @@ def load(cfg) -> JobConfig:
         config_yaml=dump_yaml(container),
         identity_yaml=dump_yaml(ident),
         config_hash=config_hash(container),
+        shape=shape,
     )
 
 
@@ -566,15 +634,15 @@ def _axis_points(sweep: SweepSpec) -> Iterator[int]:
 
 
 def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
-    """Refuse numerics too coarse for any point of the sweep (:func:`fluxsim.model.checks.check_resolution`).
+    """Refuse a mesh spacing too coarse for any point of the sweep (:func:`fluxsim.model.checks.check_mesh_resolution`).
 
     Raises:
-        ConfigError: naming the numerics key, its value, the input it cannot resolve and what would do.
+        ConfigError: naming ``numerics.spacing``, its value, the input it cannot resolve and what would do.
     """
     describe = None if sweep.size == 1 else (lambda i: _describe(sweep, i))
     points = list(_axis_points(sweep))  # each arc depends on one input: its own axis covers the grid
     try:
-        checks.check_resolution(numerics, protocol, (sweep.inputs[i] for i in points), describe, indices=points)
+        checks.check_mesh_resolution(numerics.spacing, (sweep.inputs[i] for i in points), describe, indices=points)
     except checks.InputError as err:
         raise ConfigError(str(err)) from None
 

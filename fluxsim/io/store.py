@@ -4,15 +4,21 @@ Layout (names are module constants; every variable and coordinate has ``units`` 
 
 * sweep dimensions: the swept inputs as dimension coordinates (``ds.sel(eta=0.3, rate_mA_per_g=200)``), or a
   ``point`` dimension for an explicit list of points, with the inputs (and ``label``) as coordinates along it;
-* ``time`` [s]: common grid of the series; ``snapshot_time`` [s], ``r`` [1, r / R] and ``phi`` [rad]: the fields
-  (polar layout of :class:`fluxsim.api.Result`: row 0 is the centre); ``position`` [1, x / R along the blocked-arc
-  axis, positive towards the arc]: the line cut; ``core_fraction_level`` [1]; ``protocol_step``;
-* per point: series ``(*sweep, time)``, ``theta (*sweep, snapshot_time, r, phi)``, ``line_cut (*sweep, time,
-  position)``, scalars, ``status`` (-1: not computed, 0: ok, else failure bits, CF ``flag_masks``), ``done`` and
-  ``checksum`` (a digest of the point's stored values).
+* ``time`` [s]: common grid of the series; ``snapshot_time`` [s]: the fields; ``node`` (the job's padded node
+  bucket), ``triangle`` (its padded triangle bucket) and ``corner`` (3): the mesh; ``position``: the samples of the
+  line cut; ``core_fraction_level`` [1]; ``protocol_step``;
+* the mesh, as coordinates over the sweep dimensions along which the outline or ``radius_m`` varies (just
+  ``(node,)`` when neither is swept): ``node_x_m``, ``node_y_m`` [m] relative to the particle's area centroid (NaN
+  at padded nodes), ``node_mask`` (a real node), ``node_is_rim``, ``triangles (..., triangle, corner)`` (node
+  indices, -1 for padded triangles); ``line_cut_position_m (..., position)`` [m] (signed, positive towards the
+  blocked arc; also varies along a swept ``arc_center_rad``);
+* per point: series ``(*sweep, time)``, ``theta (*sweep, snapshot_time, node)`` (NaN at padded nodes),
+  ``line_cut (*sweep, time, position)``, scalars, ``status`` (-1: not computed, 0: ok, else failure bits, CF
+  ``flag_masks``), ``done`` and ``checksum`` (a digest of the point's stored values).
 
 Global attributes: ``fluxsim_version``, ``config`` (the full resolved config as YAML), ``config_identity`` (the part
-that determines results; checked on resume), ``config_hash``, ``jax_backend``, ``jax_devices``, ``created``.
+that determines results; checked on resume), ``config_hash``, ``outline`` (JSON: the outline's kind and
+parameters), ``mesh_spacing`` [1, units of the equivalent radius], ``jax_backend``, ``jax_devices``, ``created``.
 
 The store is created with its full shape but no data chunks (zarr skips chunks equal to the fill value), then each
 computed block is written to its region with ``to_zarr(region=...)`` and its completion record, the ``done`` flags
@@ -59,8 +65,9 @@ import yaml
 import zarr
 
 from fluxsim._version import __version__
-from fluxsim.model.catalogue import INPUTS
+from fluxsim.model.catalogue import SHAPE_SWEEPABLE, entry
 from fluxsim.study.extract import STATUS_CHUNK_FAILED, STATUS_MEANINGS
+from fluxsim.study.geometry import SIZE_INPUTS, job_geometry, sub_grid_points, varying_dims
 from fluxsim.study.plan import Block, blocks
 from fluxsim.study.spec import POINT_DIM, ConfigError, JobConfig
 
@@ -68,8 +75,9 @@ log = logging.getLogger("fluxsim")
 
 TIME = "time"
 SNAPSHOT_TIME = "snapshot_time"
-R = "r"
-PHI = "phi"
+NODE = "node"
+TRIANGLE = "triangle"
+CORNER = "corner"
 POSITION = "position"
 LEVEL = "core_fraction_level"
 PROTOCOL_STEP = "protocol_step"
@@ -109,8 +117,8 @@ VARIABLES: dict[str, Var] = {
     "offset_direction_rad": Var((TIME,), "rad", "direction of the core offset, counter-clockwise from +x"),
     "smooth_offset_nm": Var((TIME,), "nm", "core offset (sigmoid weight, differentiable)"),
     "voltage_V": Var((TIME,), "V", "cell voltage (surface model B)"),
-    "line_cut": Var((TIME, POSITION), "1", "Li occupancy along the blocked-arc axis through the centre"),
-    "theta": Var((SNAPSHOT_TIME, R, PHI), "1", "Li occupancy field (NaN: time not reached)"),
+    "line_cut": Var((TIME, POSITION), "1", "Li occupancy along the blocked-arc axis through the centroid"),
+    "theta": Var((SNAPSHOT_TIME, NODE), "1", "Li occupancy at the mesh nodes (NaN: padded node)"),
     # scalars
     "capacity_at_cutoff_mAh_per_g": Var((), "mA h g-1", "extracted capacity when the first protocol step ended"),
     "time_to_cutoff_s": Var((), "s", "duration of the first protocol step (time to cut-off)"),
@@ -121,9 +129,9 @@ VARIABLES: dict[str, Var] = {
     "core_vanish_capacity_mAh_per_g": Var((), "mA h g-1", "passed capacity at which the Li-rich core disappears"),
     "core_vanish_time_s": Var((), "s", "time at which the Li-rich core disappears"),
     "core_vanish_position_nm": Var((), "nm", "where the core disappears, along the blocked-arc axis"),
-    "newton_iterations": Var((), "1", "most Newton updates any time step needed", "int32", 0),
-    "newton_total": Var((), "1", "Newton updates over all time steps", "int32", 0),
-    "newton_change": Var((), "1", "largest final Newton update of any time step"),
+    "n_steps": Var((), "1", "accepted time steps, all protocol steps", "int32", 0),
+    "n_rejected": Var((), "1", "rejected time steps, all protocol steps", "int32", 0),
+    "n_evaluations": Var((), "1", "right-hand-side evaluations (the cost)", "int32", 0),
     "status": Var((), "1", "simulation status (-1: not computed, 0: ok, else failure bits)", "int8", -1),
     "done": Var((), "1", "point computed and written", "bool", False),
     "checksum": Var((), "1", "BLAKE2b-64 digest of the point's stored values, written after them (checked on resume)",
@@ -170,29 +178,21 @@ def coordinates(job: JobConfig) -> dict[str, xr.Variable]:
         if d == POINT_DIM:
             coords[d] = xr.Variable(d, np.asarray(sweep.coords[d], np.int64), _attrs("1", "sweep point index"))
         else:
-            units, name = INPUTS[d].unit, INPUTS[d].long_name
+            units, name = entry(d).unit, entry(d).long_name
             coords[d] = xr.Variable(d, np.asarray(sweep.coords[d], float), _attrs(units, name))
     for key, values in sweep.point_coords.items():
         if key == "label":
             coords[key] = xr.Variable(POINT_DIM, np.asarray(values, dtype=object), {"long_name": "case label",
                                                                                  "units": "1"})
         else:
-            units, name = INPUTS[key].unit, INPUTS[key].long_name
+            units, name = entry(key).unit, entry(key).long_name
             coords[key] = xr.Variable(POINT_DIM, np.asarray(values, float), _attrs(units, name))
     coords[TIME] = xr.Variable(TIME, np.asarray(out.times_s, float), _attrs("s", "time since the start", axis="T"))
-    grid = job.numerics.grid
     names = set(variable_names(job))
     if "theta" in names:
         coords[SNAPSHOT_TIME] = xr.Variable(SNAPSHOT_TIME, np.asarray(out.snapshot_times_s, float),
                                             _attrs("s", "time of the occupancy snapshot"))
-        coords[R] = xr.Variable(R, grid.r, _attrs("1", "radial position / particle radius (0: centre)"))
-        coords[PHI] = xr.Variable(PHI, grid.phi, _attrs("rad", "polar angle, counter-clockwise from +x"))
-    if "line_cut" in names:
-        nr = job.numerics.nr
-        coords[POSITION] = xr.Variable(
-            POSITION, np.arange(-nr, nr + 1) / nr,
-            _attrs("1", "position along the blocked-arc axis / particle radius (positive towards the arc)"),
-        )
+    coords.update(mesh_coordinates(job))
     if job.output.core_fraction_levels:
         coords[LEVEL] = xr.Variable(LEVEL, np.asarray(job.output.core_fraction_levels, float),
                                     _attrs("1", "core area fraction level"))
@@ -202,17 +202,82 @@ def coordinates(job: JobConfig) -> dict[str, xr.Variable]:
     return coords
 
 
+#: Inputs along which the mesh in metres varies (the outline's shape and the particle's size), and the line cut's
+#: sample positions (also the blocked arc's direction).
+MESH_INPUTS = (*SHAPE_SWEEPABLE, *SIZE_INPUTS)
+LINE_CUT_INPUTS = (*MESH_INPUTS, "arc_center_rad")
+
+
+def mesh_coordinates(job: JobConfig) -> dict[str, xr.Variable]:
+    """The mesh of every outline of the job (and the line cut's positions) as coordinates, in metres."""
+    from fluxsim.core.observables import line_cut_stencil
+
+    sweep, geometry = job.sweep, job_geometry(job)
+    mesh_dims = varying_dims(sweep, MESH_INPUTS)
+    cut_dims = varying_dims(sweep, LINE_CUT_INPUTS)
+    n, n_rim = geometry.sizes.n_nodes, geometry.sizes.n_rim
+
+    def radius_m(flat):
+        return float(sweep.inputs[flat]["radius_m"])
+
+    x, y, mask, rim, tri = [], [], [], [], []
+    for flat in sub_grid_points(sweep, mesh_dims):
+        mesh = geometry.mesh(int(geometry.index_of(sweep, flat)))
+        real = np.asarray(mesh.node_mask)
+        xy = (np.asarray(mesh.xy) - np.asarray(mesh.centroid)) * radius_m(flat)
+        x.append(np.where(real, xy[:, 0], np.nan))
+        y.append(np.where(real, xy[:, 1], np.nan))
+        mask.append(real)
+        rim.append(real & (np.arange(n) < n_rim))
+        triangles = np.asarray(mesh.triangles, np.int32)
+        tri.append(np.where((np.asarray(mesh.triangle_area) > 0)[:, None], triangles, -1))
+    shape = tuple(sweep.shape[sweep.dims.index(d)] for d in mesh_dims)
+
+    def grid(rows, dims, units, long_name, dtype):
+        data = np.asarray(rows, dtype).reshape(shape + np.shape(rows[0]))
+        return xr.Variable(mesh_dims + dims, data, _attrs(units, long_name))
+
+    coords = {
+        "node_x_m": grid(x, (NODE,), "m", "node x relative to the particle's area centroid", float),
+        "node_y_m": grid(y, (NODE,), "m", "node y relative to the particle's area centroid", float),
+        "node_mask": grid(mask, (NODE,), "1", "real mesh node (False: padding of the node bucket)", bool),
+        "node_is_rim": grid(rim, (NODE,), "1", "node on the particle's rim", bool),
+        "triangles": grid(tri, (TRIANGLE, CORNER), "1", "mesh triangles: node indices, counter-clockwise "
+                          "(-1: padding of the triangle bucket)", np.int32),
+    }
+    if "line_cut" in variable_names(job):
+        samples = job.numerics.line_cut_samples
+        positions = []
+        for flat in sub_grid_points(sweep, cut_dims):
+            mesh = geometry.mesh(int(geometry.index_of(sweep, flat)))
+            angle = float(sweep.inputs[flat]["arc_center_rad"])
+            positions.append(np.asarray(line_cut_stencil(mesh, angle, samples).position) * radius_m(flat))
+        cut_shape = tuple(sweep.shape[sweep.dims.index(d)] for d in cut_dims)
+        coords["line_cut_position_m"] = xr.Variable(
+            cut_dims + (POSITION,), np.asarray(positions, float).reshape(cut_shape + (samples,)),
+            _attrs("m", "position along the blocked-arc axis through the centroid (positive towards the arc)"))
+    return coords
+
+
 def _extra_shape(job: JobConfig, dims: tuple[str, ...]) -> tuple[int, ...]:
     sizes = {
         TIME: len(job.output.times_s),
         SNAPSHOT_TIME: len(job.output.snapshot_times_s),
-        R: job.numerics.nr + 1,
-        PHI: job.numerics.nphi,
-        POSITION: 2 * job.numerics.nr + 1,
+        NODE: job_geometry(job).sizes.n_nodes,
+        POSITION: job.numerics.line_cut_samples,
         LEVEL: len(job.output.core_fraction_levels),
         PROTOCOL_STEP: len(job.protocol),
     }
     return tuple(sizes[d] for d in dims)
+
+
+def outline_attr(job: JobConfig) -> str:
+    """The ``outline`` attribute: JSON of the outline's kind and parameters, and which of them the sweep varies."""
+    data = json.loads(job.shape.describe())
+    swept = [name for name in SHAPE_SWEEPABLE if name in job.sweep.swept]
+    if swept:
+        data["swept"] = swept
+    return json.dumps(data)
 
 
 def global_attrs(job: JobConfig) -> dict:
@@ -228,6 +293,8 @@ def global_attrs(job: JobConfig) -> dict:
         "config": job.config_yaml,
         "config_identity": job.identity_yaml,
         "config_hash": job.config_hash,
+        "outline": outline_attr(job),
+        "mesh_spacing": job.numerics.spacing,
         "sweep_dims": list(job.sweep.dims),
         "chunk_shape": list(job.sweep.chunk_shape),
         "checksum_variables": [n for n in variable_names(job) if n not in RECORD],
@@ -764,9 +831,9 @@ def stored_config(ds: xr.Dataset) -> dict:
 def stored_input(ds: xr.Dataset, name: str):
     """An input as the stored config sets it (at its catalogue config key), else the catalogue default."""
     node = stored_config(ds)
-    for part in INPUTS[name].config_key.split("."):
+    for part in entry(name).config_key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
-    return INPUTS[name].default if node is None else node
+    return entry(name).default if node is None else node
 
 
 def case_input(ds: xr.Dataset, sel: dict, name: str):

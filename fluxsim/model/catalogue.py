@@ -107,7 +107,8 @@ class Input:
         name: the keyword of :func:`fluxsim.api.make_params` (unit-suffixed where it has a unit).
         unit: UDUNITS unit (``"1"``: dimensionless; ``""`` for a choice or a switch).
         long_name: what it is, for store attributes and plot labels.
-        kind: ``"scalar"`` (a number; sweepable), ``"array"``, ``"choice"`` (one of :attr:`choices`) or ``"bool"``.
+        kind: ``"scalar"`` (a number; sweepable), ``"array"``, ``"choice"`` (one of :attr:`choices`), ``"bool"`` or
+            ``"path"`` (a file).
         default: the default value (model A's where the surface model changes it).
         range: allowed values of a scalar (elementwise for an array; model A's where the model changes it).
         config_key: the hydra config key, ``group.key``.
@@ -261,6 +262,46 @@ _ENTRIES = (
 
 #: Every physical input by name, in the README's order of topics.
 INPUTS: dict[str, Input] = {entry.name: entry for entry in _ENTRIES}
+
+# --- the particle's shape (the outline; config group ``geometry``) ----------------------------------------------
+#: The outlines ``geometry.outline`` offers (docs/model.md section 8): :mod:`fluxsim.core.outline`'s Disk, Ellipse,
+#: Polygon, and a Curve traced from a segmentation mask.
+OUTLINES = ("disk", "ellipse", "polygon", "mask")
+ELLIPSE = "outline ellipse"
+POLYGON = "outline polygon"
+MASK = "outline mask"
+
+_SHAPE_ENTRIES = (
+    Input("outline", "", "particle outline", "choice", "disk", None, "geometry.outline", "outline", False,
+          choices=OUTLINES, note="geometry.radius_m is the equivalent radius sqrt(A / pi) of any outline"),
+    Input("aspect", "1", "ellipse aspect ratio (long / short semi-axis)", "scalar", 1.0, Range(1, 20),
+          "geometry.aspect", "outline.aspect", False, applies=ELLIPSE, note="1: the disk"),
+    Input("orientation_rad", "rad", "angle of the ellipse's long axis", "scalar", 0.0, _FINITE,
+          "geometry.orientation_rad", "outline.orientation_rad", False, applies=ELLIPSE,
+          note="counter-clockwise from +x"),
+    Input("vertices", "1", "polygon corners, rows (x, y)", "array", None, _FINITE, "geometry.vertices",
+          "outline.vertices", False, applies=POLYGON,
+          note="shape only (any unit and scale; scaled to geometry.radius_m); >= 3 rows, a simple polygon"),
+    Input("mask_file", "", "segmentation mask of the particle", "path", None, None, "geometry.mask_file",
+          "outline.points", False, applies=MASK,
+          note=".npy (bool or 0/1) or an image file (nonzero / bright pixels: the particle); one particle"),
+    Input("pixel_size_m", "m", "pixel size of the segmentation mask", "scalar", None, _POSITIVE,
+          "geometry.pixel_size_m", "radius_m", False, applies=MASK,
+          note="null: the mask's shape scaled to geometry.radius_m; set: the mask fixes the radius "
+               "(geometry.radius_m must then be null)"),
+)
+
+#: The shape inputs of the particle (config group ``geometry``; not ``make_params`` keywords: they choose the
+#: outline the mesh is built on, :mod:`fluxsim.core.outline`).
+SHAPE_INPUTS: dict[str, Input] = {entry.name: entry for entry in _SHAPE_ENTRIES}
+
+#: Shape inputs that can be swept inside one job (each distinct outline is meshed once, all padded to common sizes).
+SHAPE_SWEEPABLE: tuple[str, ...] = ("aspect", "orientation_rad")
+
+
+def entry(name: str) -> Input:
+    """The catalogue entry of a physical or shape input."""
+    return INPUTS[name] if name in INPUTS else SHAPE_INPUTS[name]
 
 #: Config key (``group.key``) -> input name.
 BY_CONFIG_KEY: dict[str, str] = {entry.config_key: entry.name for entry in _ENTRIES}

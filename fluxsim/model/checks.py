@@ -206,3 +206,45 @@ def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
             raise InputError(prefix + "nphi", (
                 f" = {nphi} is too coarse for eta_profile with {len(profile)} samples{where}: at least as many "
                 f"surface nodes as samples are needed (nphi >= {len(profile)})"))
+
+
+def check_mesh_resolution(spacing: float, inputs: Iterable[Mapping], describe: Callable[[int], str] | None = None,
+                          prefix: str = "numerics.", indices: Sequence[int] | None = None) -> None:
+    """Refuse a mesh node spacing too coarse for the run (the mesh core; before any compute).
+
+    At ``spacing`` (units of the equivalent radius) rim nodes lie about ``spacing`` apart on a rim at least ``2 pi``
+    long (the disk has the shortest perimeter of all outlines of its area), so a blocked arc of perimeter fraction
+    ``f`` spans at least ``2 pi f / spacing`` rim node spacings. Every blocked arc with 0 < fraction (and the open
+    rest of the perimeter when there is one) must span at least :data:`MIN_ARC_NODES` of them; an ``eta_profile``
+    needs at least as many rim nodes as samples.
+
+    Args:
+        describe: point index -> text naming the point in messages (None: a single point, not named).
+        prefix: prepended to ``spacing`` in messages (``numerics.`` for the config's key).
+        indices: the sweep point index of each entry of ``inputs`` in messages (None: their positions).
+
+    Raises:
+        InputError: naming the spacing, its value, the input it cannot resolve and what would do.
+    """
+    rim_nodes = 2 * math.pi / spacing
+    min_fraction = MIN_ARC_NODES / rim_nodes
+    for i, point in enumerate(inputs):
+        arcs = [("blocked_fraction", float(point.get("blocked_fraction", 0.0)))]
+        arcs += [(f"extra_arcs[{k}] fraction", float(row[1])) for k, row in enumerate(point.get("extra_arcs") or ())]
+        rest = 1.0 - sum(f for _, f in arcs)
+        arcs.append(("open rest of the perimeter (1 - blocked fractions)", rest))
+        k = i if indices is None else indices[i]
+        where = "" if describe is None else f" (sweep point {k}: {describe(k)})"
+        for name, fraction in arcs:
+            if fraction <= 0 or fraction >= min_fraction:
+                continue
+            needed = fraction * 2 * math.pi / MIN_ARC_NODES
+            raise InputError(prefix + "spacing", (
+                f" = {spacing:g} is too coarse for {name} = {fraction:.6g}{where}: the arc spans "
+                f"{fraction * rim_nodes:.3g} rim node spacings, at least {MIN_ARC_NODES:g} are needed (allowed: a "
+                f"fraction of 0 or >= {min_fraction:.6g}, or spacing <= {needed:.3g})"))
+        profile = point.get("eta_profile")
+        if profile is not None and len(profile) > rim_nodes:
+            raise InputError(prefix + "spacing", (
+                f" = {spacing:g} is too coarse for eta_profile with {len(profile)} samples{where}: at least as many "
+                f"rim nodes as samples are needed (spacing <= {2 * math.pi / len(profile):.3g})"))

@@ -1,9 +1,12 @@
-"""Batches of a study: stacked :class:`~fluxsim.Params`, one compiled vmapped solver, blocks streamed to a writer.
+"""Batches of a study: stacked :class:`~fluxsim.Params` and meshes, one compiled vmapped solver, blocks streamed to a
+writer.
 
-A batch is the pytree of its points' ``Params`` with a leading axis (:func:`stack`), sharded over the local devices
-along that axis (``NamedSharding`` over a 1-D ``Mesh``) and run through ``jit(vmap(point -> simulate ->
-point_outputs))``, compiled once ahead of time (:func:`compile_runner`); the last blocks are padded with copies of a
-real point, so nothing recompiles. The next batch is dispatched before the previous one is written, so writing
+A batch is the pytree of its points' ``Params`` with a leading axis (:func:`stack`), with its points' meshes
+(:class:`~fluxsim.core.mesh.TriMesh` padded to the job's common buckets, :mod:`fluxsim.study.geometry`; one
+unbatched mesh when the job has one outline), sharded over the local devices along that axis (``NamedSharding``
+over a 1-D ``Mesh``) and run through ``jit(vmap(point, mesh -> simulate -> point_outputs))`` of the mesh core
+(:func:`fluxsim.core.solve.simulate`), compiled once ahead of time (:func:`compile_runner`); the last blocks are
+padded with copies of a real point, so nothing recompiles. The next batch is dispatched before the previous one is written, so writing
 overlaps compute (:func:`run_blocks`). The numerical core never sees any of this: it only ever simulates one
 particle. The pattern is described in docs/architecture.md.
 """
@@ -21,9 +24,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from fluxsim.core.cache import CompileCache
-from fluxsim.core.polar.solver import Numerics, simulate
+from fluxsim.core.mesh import TriMesh
+from fluxsim.core.solve import Numerics, simulate
 from fluxsim.model.params import Params
 from fluxsim.study.extract import Extraction, extraction_for, point_outputs
+from fluxsim.study.geometry import job_geometry
 from fluxsim.study.plan import Block
 
 log = logging.getLogger(__name__)
@@ -64,7 +69,7 @@ def batch_sharding(devs: Sequence) -> NamedSharding:
 
 @dataclasses.dataclass
 class Runner:
-    """A compiled batch solver: ``runner(stacked_params) -> dict of arrays with a leading batch axis``.
+    """A compiled batch solver: ``runner(stacked_params, mesh) -> dict of arrays with a leading batch axis``.
 
     Attributes:
         compiled: the AOT-compiled ``jit(vmap(...))`` (raises on a different shape instead of recompiling).
@@ -72,6 +77,7 @@ class Runner:
         batch_size: points per batch.
         compile_s: compile time [s] (from the persistent cache when warm).
         traces: how many times the point function was traced (1 after compile).
+        mesh_batched: the mesh argument has a leading batch axis (one mesh per point), else it is shared.
     """
 
     compiled: Any
@@ -79,52 +85,70 @@ class Runner:
     batch_size: int
     compile_s: float
     traces: list
+    mesh_batched: bool = False
 
-    def __call__(self, stacked: Params):
-        return self.compiled(jax.device_put(stacked, self.sharding))
+    def __call__(self, stacked: Params, mesh: TriMesh):
+        mesh_sharding = self.sharding if self.mesh_batched else _replicated(self.sharding)
+        return self.compiled(jax.device_put(stacked, self.sharding), jax.device_put(mesh, mesh_sharding))
+
+
+def _replicated(sharding: NamedSharding) -> NamedSharding:
+    return NamedSharding(sharding.mesh, PartitionSpec())
 
 
 def compile_runner(
     example: Params,
+    mesh: TriMesh,
     protocol: tuple,
     numerics: Numerics,
     snapshot_times_s: tuple[float, ...],
     spec: Extraction,
     *,
     size: int,
+    mesh_batched: bool = False,
     devs: Sequence | None = None,
 ) -> Runner:
-    """Compile ``jit(vmap(point -> point_outputs(simulate(point))))`` for batches of ``size`` points.
+    """Compile ``jit(vmap(point, mesh -> point_outputs(simulate(point, mesh))))`` for batches of ``size`` points.
 
     Args:
         example: one point's ``Params`` (fixes the static structure and leaf shapes).
-        protocol, numerics, snapshot_times_s: static inputs of :func:`fluxsim.core.polar.solver.simulate`.
+        mesh: one point's :class:`TriMesh` (fixes the bucket sizes; without a leading axis).
+        protocol, numerics, snapshot_times_s: static inputs of :func:`fluxsim.core.solve.simulate` (the series are
+            saved at ``spec.times_s``).
         spec: what to extract per point.
         size: batch size (a multiple of the device count).
+        mesh_batched: the batches pass one mesh per point (a leading axis), else one mesh for all.
         devs: devices to shard over (default: all local devices).
     """
     devs = list(devs or devices())
     if size % len(devs):
         raise ValueError(f"batch size {size} is not a multiple of the device count {len(devs)}")
     shapes = tuple(np.shape(x) for x in jax.tree.leaves(example))
-    key = (jax.tree.structure(example), shapes, protocol, numerics, snapshot_times_s, spec, size, tuple(devs))
+    key = (jax.tree.structure(example), shapes, tuple(mesh.sizes), mesh_batched, protocol, numerics,
+           snapshot_times_s, spec, size, tuple(devs))
     sharding = batch_sharding(devs)
+    mesh_sharding = sharding if mesh_batched else _replicated(sharding)
     traces = []
 
-    def one(p: Params):
+    def one(p: Params, m: TriMesh):
         traces.append(1)
-        solution = simulate(p, protocol, numerics, snapshot_times_s, True)
-        return point_outputs(solution, p, spec)
+        solution = simulate(p, m, protocol, numerics, spec.times_s, snapshot_times_s)
+        return point_outputs(solution, p, m, protocol, spec)
 
-    fn = jax.jit(jax.vmap(one), in_shardings=(sharding,), out_shardings=sharding)
+    fn = jax.jit(jax.vmap(one, in_axes=(0, 0 if mesh_batched else None)), in_shardings=(sharding, mesh_sharding),
+                 out_shardings=sharding)
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((size,) + np.shape(x), np.asarray(x, dtype=float).dtype, sharding=sharding),
         example,
     )
+    lead = (size,) if mesh_batched else ()
+    abstract_mesh = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(lead + np.shape(x), np.asarray(x).dtype, sharding=mesh_sharding), mesh)
+
     def compile() -> Runner:
         start = time.perf_counter()
-        compiled = fn.lower(abstract).compile()
-        return Runner(compiled, sharding, size, time.perf_counter() - start, traces)
+        compiled = fn.lower(abstract, abstract_mesh).compile()
+        return Runner(compiled, sharding, size, time.perf_counter() - start, traces, mesh_batched)
 
     return RUNNERS.get_or_compile(key, compile, "runner")  # same process, same static inputs: reuse the executable
 
@@ -143,10 +167,14 @@ def run_blocks(
     todo: Iterable[Block],
     write: Callable[[Block, dict[str, np.ndarray]], None],
     *,
+    meshes: Callable[[np.ndarray], TriMesh] | None = None,
     fail: Callable[[Block, BaseException], None] | None = None,
     progress=None,
 ) -> dict[str, float]:
     """Compute ``todo`` batch by batch and hand each block's outputs (reshaped to the block) to ``write``.
+
+    ``meshes``: the flat indices of a batch's points -> their mesh argument (stacked per point for a runner with
+    ``mesh_batched``, else the one mesh; :meth:`fluxsim.study.geometry.JobGeometry.meshes_for`).
 
     The next batch is dispatched (asynchronously) before the previous one is fetched and written. A batch that
     raises is handed to ``fail`` (default: re-raise) and the sweep goes on.
@@ -179,9 +207,10 @@ def run_blocks(
     for block in todo:
         if len(block.flat) > runner.batch_size:
             raise ValueError(f"block of {len(block.flat)} points exceeds the batch size {runner.batch_size}")
-        batch = stack(_pad([params[i] for i in block.flat], runner.batch_size))
+        flat = np.asarray(_pad(list(block.flat), runner.batch_size))
+        batch = stack([params[i] for i in flat])
         try:
-            result = runner(batch)
+            result = runner(batch, None if meshes is None else meshes(flat))
         except Exception as err:  # noqa: BLE001
             if fail is None:
                 raise
@@ -200,15 +229,25 @@ def run_blocks(
 
 def compile_at(job, devs) -> Callable[[int], Runner]:
     """Batch size -> the job's compiled :class:`Runner` on ``devs`` (cached by :func:`compile_runner`), logged."""
+    geometry = job_geometry(job)
 
     def compile_at(size: int):
-        log.info("compiling the vmapped solver: batch %d on %d device(s) %s, nr=%d nphi=%d n_steps=%d", size,
-                 len(devs), [str(d) for d in devs], job.numerics.nr, job.numerics.nphi, job.numerics.n_steps)
+        sizes = geometry.sizes
+        log.info("compiling the vmapped solver: batch %d on %d device(s) %s; %d outline(s) meshed at spacing %g "
+                 "(bucket of %d nodes, %d triangles), rtol %g", size, len(devs), [str(d) for d in devs],
+                 len(geometry.outlines), geometry.spacing, sizes.n_nodes, sizes.n_triangles,
+                 job.numerics.integrator.rtol)
         runner = compile_runner(
-            job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, extraction_for(job),
-            size=size, devs=devs,
+            job.params[0], geometry.mesh(0), job.protocol, job.numerics, job.output.snapshot_times_s,
+            extraction_for(job), size=size, mesh_batched=geometry.batched, devs=devs,
         )
         log.info("compiled in %.1f s", runner.compile_s)
         return runner
 
     return compile_at
+
+
+def meshes_of(job) -> Callable[[np.ndarray], TriMesh]:
+    """Flat point indices -> the mesh argument of a batch of the job (see :func:`run_blocks`)."""
+    geometry = job_geometry(job)
+    return lambda flat: geometry.meshes_for(job.sweep, flat)

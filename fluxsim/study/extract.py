@@ -1,6 +1,7 @@
-"""What is kept of one simulation of a study: :func:`point_outputs` reduces a ``Solution`` inside the compiled batch
-program to the stored series (resampled on the common time grid), scalars, snapshots and line cut, plus a ``status``
-(0 ok; bit 1: non-finite output; bit 2: Newton not converged), so one bad point never loses the others.
+"""What is kept of one simulation of a study: :func:`point_outputs` reduces a mesh-core ``Solution``
+(:func:`fluxsim.core.solve.simulate`, already on the study's common time grid) inside the compiled batch program to
+the stored series, scalars, nodal snapshots and line cut, plus a ``status`` (0 ok; bit 1: non-finite output; bit 2:
+a protocol step ran out of ``numerics.max_steps``), so one bad point never loses the others.
 """
 
 from __future__ import annotations
@@ -11,14 +12,15 @@ import jax
 import jax.numpy as jnp
 
 from fluxsim.core import outputs
-from fluxsim.core.solution import Solution
+from fluxsim.core.mesh import TriMesh
+from fluxsim.core.solve import Solution
 from fluxsim.model.params import Params
 
 #: Bits of the per-point ``status`` (CF ``flag_masks``); 0 is success.
 STATUS_NONFINITE = 1
 
 
-STATUS_NOT_CONVERGED = 2
+STATUS_INCOMPLETE = 2
 
 
 STATUS_CHUNK_FAILED = 4
@@ -26,7 +28,7 @@ STATUS_CHUNK_FAILED = 4
 
 STATUS_MEANINGS = {
     STATUS_NONFINITE: "nonfinite_output",
-    STATUS_NOT_CONVERGED: "newton_not_converged",
+    STATUS_INCOMPLETE: "step_limit_reached",
     STATUS_CHUNK_FAILED: "chunk_failed",
 }
 
@@ -50,43 +52,53 @@ class Extraction:
     """Static settings of :func:`point_outputs` (hashable: part of the compiled function).
 
     Attributes:
-        times_s: common time grid of the series [s].
+        times_s: common time grid of the series [s] (the solver's output grid).
         core_fraction_levels: core area fractions at which the offset d is reported.
-        line_cut: also resample the line cut along the arc axis.
+        line_cut: also keep the line cut along the arc axis.
         voltage: also store the cell voltage (surface model B).
-        newton_tolerance: a point whose largest final Newton update exceeds this gets ``STATUS_NOT_CONVERGED``.
     """
 
     times_s: tuple[float, ...]
     core_fraction_levels: tuple[float, ...] = (0.25, 0.01)
     line_cut: bool = False
     voltage: bool = False
-    newton_tolerance: float = 1e-7
 
 
-def point_outputs(solution: Solution, params: Params, spec: Extraction) -> dict[str, jax.Array]:
-    """Everything stored for one simulation (pure and vmappable; names match :mod:`fluxsim.io.store`)."""
-    times = jnp.asarray(spec.times_s, solution.t_s.dtype)
+def first_step_capacity(params: Params, protocol: tuple, solution: Solution) -> jax.Array:
+    """Net charge passed [mAh g-1] when the first protocol step ended: its constant current times its duration
+    (exact: the discrete Li balance of the core is; interpolating the saved series across the end would not be)."""
+    step = protocol[0]
+    if step.kind == "rest":
+        return jnp.zeros((), solution.t_s.dtype)
+    rate = params.rate_mA_per_g if step.rate_mA_per_g is None else step.rate_mA_per_g
+    return step.sign * rate * solution.step_end_s[0] / 3600.0
 
-    def resample(series):
-        return outputs.at_times(solution, series, times)
 
-    out = {name: resample(getattr(solution, name)) for name in SERIES}
-    out["offset_nm"] = resample(outputs.offset_nm(solution))
-    # Direction from the resampled centroid components: interpolating an angle across its wrap would be wrong.
-    # NaN where there is no core (the centroid components may be NaN or 0 there).
-    direction = jnp.arctan2(resample(solution.core_y_nm), resample(solution.core_x_nm))
-    out["offset_direction_rad"] = jnp.where(jnp.isnan(out["offset_nm"]), jnp.nan, direction)
-    out["smooth_offset_nm"] = resample(outputs.offset_nm(solution, smooth=True))
+def point_outputs(solution: Solution, params: Params, mesh: TriMesh, protocol: tuple, spec: Extraction
+                  ) -> dict[str, jax.Array]:
+    """Everything stored for one simulation (pure and vmappable; names match :mod:`fluxsim.io.store`).
+
+    Series are NaN at the grid times after the end of the protocol (``Solution.reached`` False), snapshots NaN at
+    the mesh's padded nodes.
+    """
+    reached = solution.reached
+
+    def series(values):
+        return jnp.where(reached.reshape((-1,) + (1,) * (values.ndim - 1)), values, jnp.nan)
+
+    out = {name: series(getattr(solution, name)) for name in SERIES}
+    out["offset_nm"] = series(outputs.offset_nm(solution))
+    out["offset_direction_rad"] = series(outputs.offset_direction_rad(solution))
+    out["smooth_offset_nm"] = series(outputs.offset_nm(solution, smooth=True))
     if spec.voltage:
-        out["voltage_V"] = resample(solution.voltage_V)
+        out["voltage_V"] = series(solution.voltage_V)
     if spec.line_cut:
-        out["line_cut"] = jax.vmap(resample, in_axes=1, out_axes=1)(solution.line_cut)
-    out["theta"] = solution.snapshots
+        out["line_cut"] = series(solution.line_cut)
+    out["theta"] = jnp.where(mesh.node_mask[None, :], solution.snapshots, jnp.nan)
 
     angle = params.blocking.arc_center_rad
     out.update(
-        capacity_at_cutoff_mAh_per_g=outputs.capacity_at_cutoff(solution),
+        capacity_at_cutoff_mAh_per_g=first_step_capacity(params, protocol, solution),
         time_to_cutoff_s=outputs.time_to_cutoff(solution),
         reached_cutoff=solution.step_cutoff[0],
         step_end_s=solution.step_end_s,
@@ -95,9 +107,9 @@ def point_outputs(solution: Solution, params: Params, spec: Extraction) -> dict[
         core_vanish_time_s=solution.core_vanish_s,
         core_vanish_position_nm=solution.core_vanish_x_nm * jnp.cos(angle)
         + solution.core_vanish_y_nm * jnp.sin(angle),
-        newton_iterations=solution.newton_iterations.astype(jnp.int32),
-        newton_total=solution.newton_total.astype(jnp.int32),
-        newton_change=solution.newton_change,
+        n_steps=solution.n_steps.astype(jnp.int32),
+        n_rejected=solution.n_rejected.astype(jnp.int32),
+        n_evaluations=solution.n_evaluations.astype(jnp.int32),
     )
     levels = spec.core_fraction_levels
     out["offset_at_core_fraction_nm"] = jnp.stack(
@@ -107,10 +119,8 @@ def point_outputs(solution: Solution, params: Params, spec: Extraction) -> dict[
     finite = jnp.all(jnp.isfinite(solution.mean_theta)) & jnp.all(jnp.isfinite(solution.theta_min))
     finite &= jnp.all(jnp.isfinite(solution.theta_max)) & jnp.all(jnp.isfinite(solution.step_end_s))
     finite &= jnp.all(jnp.isfinite(solution.passed_capacity_mAh_per_g))
-    converged = solution.newton_change <= spec.newton_tolerance  # False for NaN
-    out["status"] = (jnp.where(finite, 0, STATUS_NONFINITE) | jnp.where(converged, 0, STATUS_NOT_CONVERGED)).astype(
-        jnp.int8
-    )
+    out["status"] = (jnp.where(finite, 0, STATUS_NONFINITE)
+                     | jnp.where(solution.complete, 0, STATUS_INCOMPLETE)).astype(jnp.int8)
     return out
 
 
@@ -121,5 +131,4 @@ def extraction_for(job) -> Extraction:
         core_fraction_levels=job.output.core_fraction_levels,
         line_cut=job.output.line_cut,
         voltage=job.base_inputs.get("surface_model", "A") == "B",
-        newton_tolerance=job.numerics.newton_tolerance,
     )

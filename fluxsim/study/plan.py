@@ -220,58 +220,82 @@ def auto_chunk_size(
                      "runtime.memory_budget_gb or set sweep.chunk_size")
 
 
-#: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_NODE x (nr + 1) x nphi +
-#: TEMP_FLOATS_PER_BLOCK_ENTRY x nphi x nr**2`` (the dense ray blocks of ``core.polar.blocksolve``). Fitted to XLA's
-#: memory analysis of the CPU batch program at 8 x 32 and 32 x 128 (exact there; refitted after the shared P1
-#: clipping of fluxsim.core.clipping cut the metrics' temporaries); benchmarks/bench_plan.py prints the estimate beside
-#: the measurement.
-TEMP_FLOATS_PER_NODE = 112
+#: Mesh nodes of an outline of unit equivalent radius (area pi) per ``1 / spacing**2``: a hexagonal lattice of pitch
+#: ``spacing`` holds ``2 / (sqrt(3) spacing**2)`` nodes per unit area; with the rim layer the default disk has 3,775
+#: nodes at spacing 1/32 (3.69 / spacing**2) and 243 at 1/8 (3.8). Any outline of the same area meshes to about as
+#: many; the estimate uses the bucket :func:`fluxsim.core.mesh.bucket_size` rounds it up to.
+NODES_PER_INVERSE_SPACING_SQUARED = 3.75
 
 
-TEMP_FLOATS_PER_BLOCK_ENTRY = 11.9
+#: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_NODE x nodes +
+#: TEMP_FLOATS_PER_SAVE x saved times``. Fitted to XLA's memory analysis of the CPU batch program of the Fig. 4 job
+#: at spacings 1/8 and 1/32 (benchmarks/bench_plan.py prints the estimate beside the measurement).
+TEMP_FLOATS_PER_NODE = 300
 
 
-#: CPU seconds per time step per ``nphi x nr**2`` (the block solve's cost scale), measured on the project's 2-core
-#: reference CPU: 9.9 s per simulation at 32 x 128 with 200 steps (docs/cli.md, "Benchmarks"); within about 1.5x of
-#: the measured 24 x 96 and 8 x 32 rates.
-CPU_SECONDS_PER_STEP_UNIT = 3.8e-7
+TEMP_FLOATS_PER_SAVE = 40
+
+
+#: Right-hand-side evaluations of one protocol step (a charge to cut-off) at the default numerics: the Fig. 4 cases
+#: take 11,000-12,400 (measured). Stabilised explicit steps take ~ sqrt(spectral radius x step) stages, so the count
+#: scales as ``1 / spacing``; the error-controlled steps of a second-order scheme as ``rtol**-0.5``.
+EVALUATIONS_PER_STEP_AT_DEFAULT = 12000
+
+
+#: CPU seconds per node and right-hand-side evaluation, on the project's 2-core reference CPU, batched (the Fig. 4
+#: job at default numerics: 4.9 s for 4 simulations of ~11,700 evaluations on 3,840 nodes).
+CPU_SECONDS_PER_NODE_EVALUATION = 2.7e-8
 
 
 #: Bytes of host bookkeeping per sweep point (the ``done`` flags, ``status`` read back at the end, coordinates).
 HOST_BYTES_PER_POINT = 16
 
 
+def nodes_estimate(numerics) -> int:
+    """The node bucket of an outline's mesh at ``numerics.spacing`` (estimated; no mesh is built)."""
+    from fluxsim.core.mesh import bucket_size
+
+    return bucket_size(math.ceil(NODES_PER_INVERSE_SPACING_SQUARED / numerics.spacing**2))
+
+
 def stored_floats_per_point(job) -> int:
     """Numbers one sweep point stores (its outputs, :func:`point_outputs`)."""
-    nr, nphi = job.numerics.nr, job.numerics.nphi
     n_times = len(job.output.times_s)
     series = len(SERIES) + 3 + (1 if extraction_for(job).voltage else 0)
-    floats = n_times * series + len(job.output.snapshot_times_s) * (nr + 1) * nphi
+    floats = n_times * series + len(job.output.snapshot_times_s) * nodes_estimate(job.numerics)
     if job.output.line_cut:
-        floats += n_times * (2 * nr + 1)
+        floats += n_times * job.numerics.line_cut_samples
     return floats + 16 + 2 * len(job.protocol) + len(job.output.core_fraction_levels)
 
 
 def point_bytes_estimate(job) -> float:
     """Device memory of one simulation in a batch [bytes] (an estimate from the numerics, before any compile).
 
-    Temporaries (:data:`TEMP_FLOATS_PER_NODE`, :data:`TEMP_FLOATS_PER_BLOCK_ENTRY`) and two batches' outputs
-    (dispatch overlaps the previous batch's write), as :func:`footprint_bytes` counts them.
+    Temporaries (:data:`TEMP_FLOATS_PER_NODE`, :data:`TEMP_FLOATS_PER_SAVE`) and two batches' outputs (dispatch
+    overlaps the previous batch's write), as :func:`footprint_bytes` counts them.
     """
     numerics = job.numerics
     itemsize = 4 if numerics.dtype == "float32" else 8
-    n_save = sum((s.n_steps or numerics.n_steps) // numerics.save_every + 1 for s in job.protocol)
-    nr, nphi = numerics.nr, numerics.nphi
-    temps = (TEMP_FLOATS_PER_NODE * (nr + 1) * nphi + TEMP_FLOATS_PER_BLOCK_ENTRY * nphi * nr**2
-             + n_save * (len(SERIES) + 8 + 2 * nr))
+    n_save = len(job.output.times_s) + len(job.output.snapshot_times_s)
+    temps = TEMP_FLOATS_PER_NODE * nodes_estimate(numerics) + TEMP_FLOATS_PER_SAVE * n_save
     return float(itemsize * (temps + 2 * stored_floats_per_point(job)))
 
 
-def cpu_seconds_estimate(job) -> float:
-    """Wall time of one simulation on one CPU device [s] (rough: see :data:`CPU_SECONDS_PER_STEP_UNIT`)."""
+def evaluations_estimate(job) -> float:
+    """Right-hand-side evaluations of one simulation (rough: see :data:`EVALUATIONS_PER_STEP_AT_DEFAULT`)."""
+    from fluxsim.core.solve import Numerics
+
+    default = Numerics()
     numerics = job.numerics
-    steps = sum(s.n_steps or numerics.n_steps for s in job.protocol)
-    return CPU_SECONDS_PER_STEP_UNIT * steps * numerics.nphi * numerics.nr**2
+    per_step = (EVALUATIONS_PER_STEP_AT_DEFAULT * default.spacing / numerics.spacing
+                * math.sqrt(default.integrator.rtol / numerics.integrator.rtol))
+    return per_step * len(job.protocol)
+
+
+def cpu_seconds_estimate(job) -> float:
+    """Wall time of one simulation on one CPU device [s]: nodes x evaluations x
+    :data:`CPU_SECONDS_PER_NODE_EVALUATION` (rough, +-50 %)."""
+    return CPU_SECONDS_PER_NODE_EVALUATION * nodes_estimate(job.numerics) * evaluations_estimate(job)
 
 
 @dataclasses.dataclass(frozen=True)

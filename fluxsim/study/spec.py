@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import Numerics
+from fluxsim.core.solve import Numerics
+from fluxsim.model.catalogue import SHAPE_SWEEPABLE
 from fluxsim.model.checks import ConfigError  # noqa: F401  (re-exported: the app's error)
 from fluxsim.model.params import Params
 from fluxsim.study.plan import block_shape
+from fluxsim.study.shapes import ShapeSpec
 
 POINT_DIM = "point"
 
@@ -26,7 +28,8 @@ class PointInputs(Sequence):
     """The ``make_params`` keywords of every sweep point, computed on demand (C order over the sweep dims).
 
     A study of a million points holds its axes, not a million dictionaries: memory stays flat in the number of
-    points (issue 9).
+    points (issue 9). Swept shape inputs (:data:`~fluxsim.model.catalogue.SHAPE_SWEEPABLE`: ``aspect``,
+    ``orientation_rad``) are no ``make_params`` keywords: :meth:`shape_of` gives them.
     """
 
     def __init__(self, base: Mapping, dims: tuple[str, ...], coords: Mapping[str, np.ndarray],
@@ -46,6 +49,12 @@ class PointInputs(Sequence):
             flat += self._size
         if not 0 <= flat < self._size:
             raise IndexError(f"sweep point {flat} out of range (the sweep has {self._size} points)")
+        kw = self.point(flat)
+        return {k: v for k, v in kw.items() if k not in SHAPE_SWEEPABLE}
+
+    def point(self, flat: int) -> dict:
+        """Every input the point sets: the ``make_params`` keywords and the swept shape inputs."""
+        flat = int(flat)
         kw = dict(self.base)
         for d, i in zip(self.dims, np.unravel_index(flat, self.shape), strict=True):
             if d == POINT_DIM:
@@ -53,6 +62,10 @@ class PointInputs(Sequence):
             else:
                 kw[d] = float(self.coords[d][i])
         return kw
+
+    def shape_of(self, flat: int) -> dict:
+        """The swept shape inputs of a point (empty when the sweep varies no shape input)."""
+        return {k: v for k, v in self.point(flat).items() if k in SHAPE_SWEEPABLE}
 
 
 class PointParams(Sequence):
@@ -163,13 +176,15 @@ class JobConfig:
         params: one :class:`~fluxsim.model.params.Params` per point (C order over ``sweep.dims``; a lazy
             :class:`PointParams`: built per point on access).
         protocol: protocol steps (static).
-        numerics: discretisation (static).
+        numerics: discretisation (static): :class:`fluxsim.core.solve.Numerics`.
         sweep: the points.
         output: what to store.
         runtime: how to run.
         config_yaml: the full resolved config (without the hydra node), as YAML.
         identity_yaml: the part of it that determines the results, as YAML (stored; checked on resume).
         config_hash: short hash of ``identity_yaml``.
+        shape: the particle's outline inputs (the sweep may vary ``aspect`` / ``orientation_rad`` per point;
+            :func:`fluxsim.study.geometry.job_geometry` meshes the job's outlines).
     """
 
     base_inputs: Mapping[str, Any]
@@ -182,6 +197,11 @@ class JobConfig:
     config_yaml: str
     identity_yaml: str
     config_hash: str
+    shape: ShapeSpec = ShapeSpec()
+
+    def outline_spec(self, flat: int) -> ShapeSpec:
+        """The shape inputs of sweep point ``flat`` (the base shape with its swept values)."""
+        return self.shape.with_values(self.sweep.inputs.shape_of(flat))
 
     def with_sweep(self, sweep: SweepSpec) -> JobConfig:
         """The same job with ``sweep`` replaced (used to resolve ``chunk_size: auto``)."""
