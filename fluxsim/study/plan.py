@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fluxsim.model.catalogue import SHAPE_SWEEPABLE
 from fluxsim.model.checks import ConfigError
 from fluxsim.study.extract import SERIES, extraction_for
 
@@ -220,20 +221,25 @@ def auto_chunk_size(
                      "runtime.memory_budget_gb or set sweep.chunk_size")
 
 
-#: Mesh nodes of an outline of unit equivalent radius (area pi) per ``1 / spacing**2``: a hexagonal lattice of pitch
-#: ``spacing`` holds ``2 / (sqrt(3) spacing**2)`` nodes per unit area; with the rim layer the default disk has 3,775
-#: nodes at spacing 1/32 (3.69 / spacing**2) and 243 at 1/8 (3.8). Any outline of the same area meshes to about as
-#: many; the estimate uses the bucket :func:`fluxsim.core.mesh.bucket_size` rounds it up to.
-NODES_PER_INVERSE_SPACING_SQUARED = 3.75
+#: Mesh nodes of an outline of unit equivalent radius (area pi) at node spacing ``s``: ``a / s**2 + b / s`` (the
+#: interior lattice and the rim layer), fitted to the disk's meshes from spacing 1/4 to 1/64 (within 1 %; an ellipse of
+#: aspect 2 has as many nodes to 1 %), and rim nodes ``c 2 pi / s`` (1.0-1.1 on the disk and ellipses). The estimate
+#: is the node bucket of :func:`fluxsim.core.mesh.default_sizes`; triangles ``2 nodes - rim - 2`` (Euler).
+NODES_PER_INVERSE_SPACING_SQUARED, NODES_PER_INVERSE_SPACING, RIM_NODES_PER_CIRCUMFERENCE = 3.57, 3.84, 1.1
 
 
-#: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_NODE x nodes +
-#: TEMP_FLOATS_PER_SAVE x saved times``. Fitted to XLA's memory analysis of the CPU batch program of the Fig. 4 job
-#: at spacings 1/8 and 1/32 (benchmarks/bench_plan.py prints the estimate beside the measurement).
-TEMP_FLOATS_PER_NODE = 300
+#: Temporaries of one simulation's compiled program [floats]: ``TEMP_FLOATS_PER_TRIANGLE x triangles + saved times x
+#: (TEMP_FLOATS_PER_SAVE + TEMP_FLOATS_PER_SAVE_SAMPLE x line_cut_samples) + TEMP_FLOATS_CONSTANT``, and with one
+#: mesh per point (a swept shape input) its arrays, ``MESH_FLOATS_PER_NODE x nodes + 4 x triangles``. Fitted to XLA's
+#: memory analysis of the CPU batch program of the Fig. 4 job at spacings 1/8 and 1/32 with 137 and 533 saved times
+#: (exact there); benchmarks/bench_plan.py prints the estimate beside the measurement.
+TEMP_FLOATS_PER_TRIANGLE = 44.0
 
 
-TEMP_FLOATS_PER_SAVE = 40
+TEMP_FLOATS_PER_SAVE, TEMP_FLOATS_PER_SAVE_SAMPLE, TEMP_FLOATS_CONSTANT = 2.0, 2.35, 830.0
+
+
+MESH_FLOATS_PER_NODE = 24
 
 
 #: Right-hand-side evaluations of one protocol step (a charge to cut-off) at the default numerics: the Fig. 4 cases
@@ -251,11 +257,21 @@ CPU_SECONDS_PER_NODE_EVALUATION = 2.7e-8
 HOST_BYTES_PER_POINT = 16
 
 
-def nodes_estimate(numerics) -> int:
-    """The node bucket of an outline's mesh at ``numerics.spacing`` (estimated; no mesh is built)."""
+def mesh_size_estimate(numerics) -> tuple[int, int]:
+    """``(node bucket, triangle bucket)`` of an outline's mesh at ``numerics.spacing`` (estimated; no mesh is
+    built)."""
     from fluxsim.core.mesh import bucket_size
 
-    return bucket_size(math.ceil(NODES_PER_INVERSE_SPACING_SQUARED / numerics.spacing**2))
+    s = numerics.spacing
+    nodes = NODES_PER_INVERSE_SPACING_SQUARED / s**2 + NODES_PER_INVERSE_SPACING / s
+    rim = RIM_NODES_PER_CIRCUMFERENCE * 2 * math.pi / s
+    return (bucket_size(math.ceil(nodes - rim + bucket_size(math.ceil(rim)))),
+            bucket_size(math.ceil(2 * nodes - rim - 2)))
+
+
+def nodes_estimate(numerics) -> int:
+    """The node bucket of an outline's mesh (:func:`mesh_size_estimate`)."""
+    return mesh_size_estimate(numerics)[0]
 
 
 def stored_floats_per_point(job) -> int:
@@ -271,13 +287,17 @@ def stored_floats_per_point(job) -> int:
 def point_bytes_estimate(job) -> float:
     """Device memory of one simulation in a batch [bytes] (an estimate from the numerics, before any compile).
 
-    Temporaries (:data:`TEMP_FLOATS_PER_NODE`, :data:`TEMP_FLOATS_PER_SAVE`) and two batches' outputs (dispatch
-    overlaps the previous batch's write), as :func:`footprint_bytes` counts them.
+    Temporaries (:data:`TEMP_FLOATS_PER_TRIANGLE` ...), a per-point mesh when a shape input is swept, and two
+    batches' outputs (dispatch overlaps the previous batch's write), as :func:`footprint_bytes` counts them.
     """
     numerics = job.numerics
     itemsize = 4 if numerics.dtype == "float32" else 8
     n_save = len(job.output.times_s) + len(job.output.snapshot_times_s)
-    temps = TEMP_FLOATS_PER_NODE * nodes_estimate(numerics) + TEMP_FLOATS_PER_SAVE * n_save
+    nodes, triangles = mesh_size_estimate(numerics)
+    temps = (TEMP_FLOATS_PER_TRIANGLE * triangles + TEMP_FLOATS_CONSTANT
+             + n_save * (TEMP_FLOATS_PER_SAVE + TEMP_FLOATS_PER_SAVE_SAMPLE * numerics.line_cut_samples))
+    if any(name in job.sweep.swept for name in SHAPE_SWEEPABLE):  # one mesh per point: an argument per point
+        temps += MESH_FLOATS_PER_NODE * nodes + 4 * triangles
     return float(itemsize * (temps + 2 * stored_floats_per_point(job)))
 
 

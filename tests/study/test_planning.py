@@ -19,7 +19,6 @@ from app_support import TINY, compose_cfg, load_job
 from fluxsim.api import make_params
 from fluxsim.app import cli, config, hydra_glue
 from fluxsim.study import batch as batch_mod
-from fluxsim.study import extract as extract_mod
 from fluxsim.study import plan as plan_mod
 from fluxsim.study import spec
 
@@ -78,7 +77,7 @@ def test_blocks_build_only_their_own_params(monkeypatch):
     class Fake:
         batch_size = 64
 
-        def __call__(self, stacked):
+        def __call__(self, stacked, mesh):
             return {"x": np.asarray(stacked.rate_mA_per_g)}
 
     written = []
@@ -161,11 +160,10 @@ def test_plan_refuses_a_batch_over_the_budget():
 
 def test_memory_estimate_matches_xla():
     """The estimate of one simulation's device memory is within 10 % of XLA's memory analysis of the compiled
-    batch (the tiny Fig. 4 program every CLI test compiles; the fit is exact at 8 x 32 and 32 x 128)."""
+    batch (the tiny Fig. 4 program every CLI test compiles; the constants were fitted at spacings 1/8 and 1/32)."""
     job = load_job()
     cli._use_compilation_cache(job.runtime)  # the shared persistent cache (app_support.CACHE_DIR) serves it
-    runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                  extract_mod.extraction_for(job), size=4, devs=jax.local_devices()[:1])
+    runner = batch_mod.compile_at(job, jax.local_devices()[:1])(4)
     measured = plan_mod.footprint_bytes(runner) / 4
     assert plan_mod.point_bytes_estimate(job) == pytest.approx(measured, rel=0.1)
 

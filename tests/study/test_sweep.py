@@ -17,6 +17,7 @@ from fluxsim.api import make_params
 from fluxsim.study import batch as batch_mod
 from fluxsim.study import extract as extract_mod
 from fluxsim.study import plan as plan_mod
+from fluxsim.study.geometry import job_geometry
 
 TESTS = str(Path(__file__).resolve().parents[1])  # tests/: app_support
 
@@ -49,20 +50,22 @@ def test_sweep_equals_loop_of_single_runs():
     jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
     job = load_job([f"sweep.points={TEN_POINTS}"])
     spec = extract_mod.extraction_for(job)
-    runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s, spec,
-                                  size=4, devs=jax.local_devices()[:1])
+    runner = batch_mod.compile_at(job, jax.local_devices()[:1])(4)
     todo = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
     assert [len(b.flat) for b in todo] == [4, 4, 2]
     written = []
-    batch_mod.run_blocks(runner, job.params, todo, lambda b, out: written.append((b, out)))
+    batch_mod.run_blocks(runner, job.params, todo, lambda b, out: written.append((b, out)),
+                         meshes=batch_mod.meshes_of(job))
     assert len(runner.traces) == 1  # three batches, one trace, no recompilation
     batched = _by_point(written)
 
-    one = jax.jit(batch_mod.simulate, static_argnums=(1, 2, 3, 4))
-    solutions = [one(p, job.protocol, job.numerics, job.output.snapshot_times_s, False) for p in job.params]
+    mesh = job_geometry(job).mesh(0)
+    one = jax.jit(batch_mod.simulate, static_argnums=(2, 3, 4, 5))
+    solutions = [one(p, mesh, job.protocol, job.numerics, spec.times_s, job.output.snapshot_times_s)
+                 for p in job.params]
     worst, bitwise = 0.0, True
     for i, (solution, p) in enumerate(zip(solutions, job.params, strict=True)):
-        ref = jax.tree.map(np.asarray, extract_mod.point_outputs(solution, p, spec))
+        ref = jax.tree.map(np.asarray, extract_mod.point_outputs(solution, p, mesh, job.protocol, spec))
         w, b = _compare({k: v[i] for k, v in batched.items()}, ref, f"point {i}")
         worst, bitwise = max(worst, w), bitwise and b
     print(f"sweep vs single runs: largest absolute difference {worst:.3g}, bitwise {bitwise}")
@@ -74,12 +77,21 @@ def test_sweep_equals_loop_of_single_runs():
     ok = np.isfinite(cap)
     np.testing.assert_allclose(cap[ok], 100.0 * t[ok] / 3600.0, rtol=1e-12, atol=1e-9)  # constant current
 
-    # status bits: non-finite state -> 1, unconverged Newton -> 2
+    # the capacity at cut-off is the current times the time to cut-off, and the series reach it
+    np.testing.assert_allclose(batched["capacity_at_cutoff_mAh_per_g"], 100.0 * batched["time_to_cutoff_s"] / 3600.0,
+                               rtol=1e-12)
+    assert np.all(np.nanmax(batched["passed_capacity_mAh_per_g"], axis=1)
+                  <= batched["capacity_at_cutoff_mAh_per_g"] + 1e-9)
+    # snapshots: NaN exactly at the padded nodes
+    real = np.asarray(mesh.node_mask)
+    assert np.isfinite(batched["theta"][..., real]).all() and np.isnan(batched["theta"][..., ~real]).all()
+
+    # status bits: non-finite state -> 1, a protocol step out of max_steps -> 2
     solution, p = solutions[2], job.params[2]
     bad = solution._replace(mean_theta=solution.mean_theta.at[3].set(np.nan))
-    assert int(extract_mod.point_outputs(bad, p, spec)["status"]) == extract_mod.STATUS_NONFINITE
-    slow = solution._replace(newton_change=np.asarray(1e-3))
-    assert int(extract_mod.point_outputs(slow, p, spec)["status"]) == extract_mod.STATUS_NOT_CONVERGED
+    assert int(extract_mod.point_outputs(bad, p, mesh, job.protocol, spec)["status"]) == extract_mod.STATUS_NONFINITE
+    slow = solution._replace(complete=np.asarray(False))
+    assert int(extract_mod.point_outputs(slow, p, mesh, job.protocol, spec)["status"]) == extract_mod.STATUS_INCOMPLETE
 
 
 def test_sharded_over_four_devices_equals_single_device(tmp_path):
@@ -97,14 +109,14 @@ jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
 job = load_job([f"sweep.points={{TEN_POINTS}}"])
 results = {{}}
 for n in (4, 1):
-    runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                  extract_mod.extraction_for(job), size=4, devs=jax.local_devices()[:n])
+    runner = batch_mod.compile_at(job, jax.local_devices()[:n])(4)
     assert len(runner.sharding.mesh.devices) == n
     res = {{}}
     def write(block, out):
         for k, v in out.items():
             res.setdefault(k, []).append(v)
-    batch_mod.run_blocks(runner, job.params, plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape), write)
+    batch_mod.run_blocks(runner, job.params, plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape), write,
+                         meshes=batch_mod.meshes_of(job))
     for k, v in res.items():
         results[f"{{n}}/{{k}}"] = np.concatenate(v)
 np.savez({str(out)!r}, **results)
@@ -137,7 +149,7 @@ def test_a_failing_batch_does_not_lose_the_others():
         batch_size = 4
         calls = 0
 
-        def __call__(self, stacked):
+        def __call__(self, stacked, mesh):
             Flaky.calls += 1
             if Flaky.calls == 2:
                 raise FloatingPointError("boom")
@@ -221,8 +233,7 @@ def test_auto_chunk_size_from_xla_memory_analysis(tmp_path):
     job = load_job(["sweep.chunk_size=auto", "runtime.memory_budget_gb=0.5"])
     sized = resolve_chunk_size(job, tmp_path / "none.zarr", devs)
     assert sized.sweep.chunk_size == 4 and sized.sweep.chunk_shape == (4,)
-    runner = batch_mod.compile_runner(sized.params[0], sized.protocol, sized.numerics, sized.output.snapshot_times_s,
-                                  extract_mod.extraction_for(sized), size=4, devs=devs)  # cached: probe == batch
+    runner = batch_mod.compile_at(sized, devs)(4)  # cached: probe == batch
     footprint = plan_mod.footprint_bytes(runner)
     print(f"footprint per simulation (tiny numerics, Fig. 4 outputs): {footprint / 4e6:.3f} MB")
     assert 0 < footprint <= 0.5 * plan_mod.GB
