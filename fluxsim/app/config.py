@@ -44,6 +44,7 @@ from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
     parse_shard,
 )
 from fluxsim.study.shapes import ShapeSpec, check_shape
+from fluxsim.study.shapes import check_value as check_shape_value
 
 #: Scalar inputs of ``make_params`` (sweepable) -> (UDUNITS unit, long name): the catalogue's.
 INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.INPUTS[n].unit, catalogue.INPUTS[n].long_name)
@@ -303,12 +304,8 @@ def _check_sweepable(path: str, name: str, base: Mapping, protocol, shape: Shape
 
 def _check_shape_values(path: str, name: str, values) -> None:
     """Swept shape values lie in their catalogue range (``geometry.aspect`` in [1, 20], ...)."""
-    rng = catalogue.SHAPE_INPUTS[name].range
     for value in np.atleast_1d(values):
-        try:
-            checks.check_range(path, float(value), rng.lo, rng.hi, unit=catalogue.SHAPE_INPUTS[name].unit)
-        except checks.InputError as err:
-            raise ConfigError(str(err)) from None
+        check_shape_value(path, name, float(value))
 
 
 def _sweep(cfg: Mapping, base: Mapping, protocol, shape: ShapeSpec = ShapeSpec()) -> SweepSpec:

@@ -98,6 +98,17 @@ def mask_outline(path: str, pixel_size_m: float):
     return outline_from_mask(read_mask(path), pixel_size_m)
 
 
+def check_value(key: str, name: str, value) -> float:
+    """A swept or given scalar shape input against its catalogue range (``key``: the name messages use)."""
+    entry = catalogue.SHAPE_INPUTS[name]
+    rng = entry.range
+    try:
+        return checks.check_range(key, value, rng.lo, rng.hi, rng.lo_open, rng.hi_open,
+                                  unit="" if entry.unit == "1" else entry.unit)
+    except checks.InputError as err:
+        raise ConfigError(str(err)) from None
+
+
 def _fail(key: str, detail: str) -> ConfigError:
     return ConfigError(f"geometry.{key}{detail}")
 
@@ -131,12 +142,7 @@ def check_shape(section: Mapping) -> tuple[ShapeSpec, float | None]:
                         f"the {kind} outline: geometry.outline={kind}); leave it at {entry.default!r}")
     values = {}
     for name in ("aspect", "orientation_rad"):
-        rng = entries[name].range
-        value = section.get(name, entries[name].default)
-        try:
-            values[name] = checks.check_range(f"geometry.{name}", value, rng.lo, rng.hi, unit=entries[name].unit)
-        except checks.InputError as err:
-            raise ConfigError(str(err)) from None
+        values[name] = check_value(f"geometry.{name}", name, section.get(name, entries[name].default))
     spec = ShapeSpec(outline, values["aspect"], values["orientation_rad"])
     radius = None
     if outline == "polygon":
@@ -157,10 +163,7 @@ def check_shape(section: Mapping) -> tuple[ShapeSpec, float | None]:
             raise _fail("mask_file", f" = {path!r}: geometry.outline = mask needs the mask's file (.npy or image)")
         pixel = section.get("pixel_size_m")
         if pixel is not None:
-            try:
-                pixel = checks.check_range("geometry.pixel_size_m", pixel, 0, lo_open=True, unit="m")
-            except checks.InputError as err:
-                raise ConfigError(str(err)) from None
+            pixel = check_value("geometry.pixel_size_m", "pixel_size_m", pixel)
             if section.get("radius_m") is not None:
                 raise _fail("pixel_size_m", f" = {pixel:g} m fixes the particle's radius from the mask, so "
                             f"geometry.radius_m = {section.get('radius_m')!r} must be null (give one of the two)")

@@ -13,7 +13,10 @@ from omegaconf import OmegaConf
 
 from fluxsim.api import make_diffusivity, make_params
 from fluxsim.app import config, hydra_glue
+from fluxsim.core.outline import Curve, Disk, Ellipse, Polygon
+from fluxsim.core.solve import Numerics
 from fluxsim.model.protocol import Charge, Rest
+from fluxsim.study.shapes import ShapeSpec
 
 #: Config group -> its folder: the groups of conf/, and the preset studies of sweeps/ (group ``preset``).
 GROUP_DIRS = {p.name: p for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"}
@@ -25,25 +28,37 @@ def _options(group):
     return sorted(p.stem for p in GROUP_DIRS[group].glob("*.yaml"))
 
 
+def _disk_mask(folder, n=40, radius=15.0, name="mask.npy") -> Path:
+    """A .npy segmentation mask of a disk of ``radius`` pixels (a test particle)."""
+    y, x = np.mgrid[:n, :n]
+    path = folder / name
+    np.save(path, np.hypot(x - n / 2 + 0.5, y - n / 2 + 0.5) <= radius)
+    return path
+
+
 def test_presets_live_in_sweeps():
     """The paper presets are the ``preset`` group, found in sweeps/ through the primary config's search path."""
-    assert _options("preset") == ["charge_rest", "fig4", "fig5b", "fig5d", "large_study"]
+    assert _options("preset") == ["charge_rest", "ellipse_aspect", "fig4", "fig5b", "fig5d", "large_study"]
     assert not (Path(CONF_DIR) / "preset").exists()  # one home, no copies
     job = load_job(["preset=fig5d"])
     assert job.sweep.name == "fig5d" and job.sweep.dims == ("rate_mA_per_g",)
     assert job.output.line_cut and not job.output.snapshot_times_s
     large = compose_cfg(["preset=large_study"])  # validated in test_every_option_composes_and_validates
     assert [large.sweep.grid[k].num for k in ("eta", "blocked_fraction", "radius_m", "rate_mA_per_g")] == \
-        [20, 10, 8, 8] and (large.numerics.nr, large.numerics.nphi) == (24, 96)
+        [20, 10, 8, 8] and large.numerics.spacing == 0.0625
 
 
 @pytest.mark.parametrize(
     "override", [f"{g}={o}" for g in GROUPS for o in _options(g)],
 )
-def test_every_option_composes_and_validates(override):
+def test_every_option_composes_and_validates(override, tmp_path):
     overrides = [*TINY, override]
     if override == "sweep=rate_blocking":
         overrides.append("output=series_only")
+    if override == "sweep=aspect":
+        overrides.append("geometry=ellipse")
+    if override == "geometry=mask":
+        overrides.append(f"geometry.mask_file={_disk_mask(tmp_path)}")
     cfg = compose_cfg(overrides, return_hydra_config=True)
     job = config.load(cfg)
     assert job.sweep.size == len(job.params) >= 1
@@ -76,7 +91,8 @@ def test_default_job_is_fig4():
     assert cases == [(1.0, 0.0, 100.0), (0.7, 0.25, 100.0), (0.3, 0.25, 100.0), (0.3, 0.5, 100.0)]
     assert all(p.blocking.arc_center_rad == math.pi for p in job.params)
     assert job.output.snapshot_times_s == (300.0, 600.0, 900.0, 1200.0)
-    assert (job.numerics.nr, job.numerics.nphi, job.numerics.n_steps) == (32, 128, 200)
+    assert job.numerics == Numerics(integer_exponent=3)  # the power law's default exponent, at every point
+    assert job.shape == ShapeSpec() and job.shape.build() == Disk()
     assert job.output.times_s[-1] >= 0.8 * 3600 * 275 / 100  # covers the whole charge
 
 
@@ -120,8 +136,30 @@ def test_points_crossed_with_grid():
         (["+sweep.grid.surface_model=[1]"], "'surface_model' cannot be swept"),
         (["+sweep.grid.eta=[0.5]"], "'eta' is both a grid dimension and set by sweep.points[0]"),
         (["sweep=single", "+sweep.grid.eta=[0.5,0.5]"], "repeated values"),
-        (["numerics.n_steps=42"], "n_steps (42) must be a multiple of numerics.save_every (4)"),
-        (["numerics.nr=1"], "numerics.nr = 1 is outside the allowed range [2, inf)"),
+        (["numerics.spacing=0.5"], "numerics.spacing must be a number in [0.004, 0.25]"),
+        (["numerics.rtol=2"], "numerics.rtol must be in (0, 1), got 2.0"),
+        (["numerics.max_steps=1.5"], "numerics.max_steps = 1.5 must be an integer"),
+        (["+numerics.nr=32"], "numerics has unknown keys ['nr']"),
+        (["sweep=single", "surface.blocked_fraction=0.01"], "numerics.spacing = 0.125 is too coarse for "
+                                                             "blocked_fraction = 0.01"),
+        (["geometry.aspect=0.5"], "geometry.aspect = 0.5 has no effect with geometry.outline = disk"),
+        (["geometry=ellipse", "geometry.aspect=0.5"], "geometry.aspect = 0.5 is outside the allowed range [1, 20]"),
+        (["geometry=ellipse", "geometry.aspect=30"], "geometry.aspect = 30.0 is outside the allowed range [1, 20]"),
+        (["geometry.outline=ellipse", "geometry.pixel_size_m=1e-8"], "geometry.pixel_size_m = 1e-08 has no effect "
+                                                                     "with geometry.outline = ellipse"),
+        (["geometry.outline=triangle"], "geometry.outline = 'triangle' is not an outline; allowed: disk, ellipse, "
+                                        "polygon, mask"),
+        (["geometry.outline=polygon", "geometry.vertices=[[0,0],[1,1],[1,0],[0,1]]"],
+         "geometry.vertices: Polygon edges cross"),
+        (["geometry.outline=polygon"], "geometry.vertices is null: geometry.outline = polygon needs the corners"),
+        (["geometry=mask"], "geometry.mask_file = None: geometry.outline = mask needs the mask's file"),
+        (["geometry=mask", "geometry.mask_file=/nonexistent/mask.npy"], "geometry.mask_file = '/nonexistent/mask.npy':"
+                                                                         " no such file"),
+        (["+geometry.size=3"], "geometry has unknown keys ['size']"),
+        (["sweep=single", "+sweep.grid.aspect=[1,2]"], "sweep.grid.aspect: aspect has no effect with "
+                                                       "geometry.outline = disk"),
+        (["geometry=ellipse", "sweep=aspect", "sweep.grid.aspect=[1,25]"], "sweep.grid.aspect = 25.0 is outside the "
+                                                                          "allowed range [1, 20]"),
         (["protocol.steps=[{kind:rest}]"], "protocol.steps[0] (rest) needs duration_s"),
         (["protocol.steps=[{kind:charge,rate:5}]"], "unknown keys ['rate']"),
         (["output.times_s.step=0"], "output.times_s needs start >= 0 and step > 0"),
@@ -146,9 +184,55 @@ def test_hash_tracks_results_not_runtime():
     assert hydra_glue.config_hash(compose_cfg([*TINY, "runtime.progress=true", "output.plots=false"])) == base
     assert hydra_glue.config_hash(compose_cfg([*TINY, "output.store=/tmp/x.zarr"])) == base
     assert hydra_glue.config_hash(compose_cfg([*TINY, "surface.arc_center_rad=1.0"])) != base
-    assert hydra_glue.config_hash(compose_cfg([*TINY, "numerics.n_steps=80"])) != base
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "numerics.rtol=0.005"])) != base
+    assert hydra_glue.config_hash(compose_cfg([*TINY, "geometry=ellipse"])) != base
     job = load_job()
     assert "runtime" not in job.identity_yaml and "runtime" in job.config_yaml
+
+
+def test_outlines_from_the_geometry_group(tmp_path):
+    """geometry=ellipse / polygon / mask give the core's outline objects; an aspect sweep varies the outline per
+    point (aspect 1 is the disk itself); a mask with a pixel size fixes the equivalent radius, without one its shape
+    is scaled to geometry.radius_m."""
+    ellipse = load_job(["sweep=single", "geometry=ellipse"])
+    assert ellipse.outline_spec(0).build() == Ellipse(1.8, 0.0)
+    polygon = load_job(["sweep=single", "geometry=polygon"]).outline_spec(0).build()
+    assert isinstance(polygon, Polygon) and len(polygon.vertices) == 5
+    swept = load_job(["geometry=ellipse", "sweep=aspect", "geometry.orientation_rad=0.5"])
+    assert swept.sweep.dims == ("aspect", "eta") and swept.sweep.shape == (3, 3)
+    assert [swept.outline_spec(i).build() for i in (0, 3, 8)] == [Disk(), Ellipse(1.5, 0.5), Ellipse(2.0, 0.5)]
+    assert "aspect" not in swept.sweep.inputs[4] and swept.sweep.inputs.shape_of(4) == {"aspect": 1.5}
+    assert swept.numerics.integer_exponent == 3
+
+    mask = _disk_mask(tmp_path, radius=15.0)
+    fixed = load_job(["sweep=single", "geometry=mask", f"geometry.mask_file={mask}", "geometry.pixel_size_m=1e-8"])
+    pixels = int(np.load(mask).sum())
+    assert fixed.params[0].radius_m == pytest.approx(np.sqrt(pixels / np.pi) * 1e-8, rel=1e-12)
+    assert isinstance(fixed.outline_spec(0).build(), Curve)
+    scaled = load_job(["sweep=single", "geometry=mask", f"geometry.mask_file={mask}", "geometry.pixel_size_m=null",
+                       "geometry.radius_m=2e-6"])
+    assert scaled.params[0].radius_m == 2e-6
+    with pytest.raises(config.ConfigError, match="geometry.pixel_size_m = 1e-08 m fixes the particle's radius"):
+        load_job(["sweep=single", "geometry=mask", f"geometry.mask_file={mask}", "geometry.radius_m=1e-6",
+                  "geometry.pixel_size_m=1e-8"])
+    with pytest.raises(config.ConfigError, match="radius_m cannot be swept while geometry.pixel_size_m"):
+        load_job(["sweep=single", "geometry=mask", f"geometry.mask_file={mask}", "+sweep.grid.radius_m=[1e-6,2e-6]"])
+    np.save(tmp_path / "grey.npy", np.full((20, 20), 0.5))
+    with pytest.raises(config.ConfigError, match="cannot be used as a mask: a .npy mask must hold bools or"):
+        load_job(["sweep=single", "geometry=mask", f"geometry.mask_file={tmp_path / 'grey.npy'}"])
+
+
+def test_shape_inputs_are_in_the_catalogue():
+    """Each shape input is stated once (catalogue): its config key, its range where the core checks one."""
+    from fluxsim.core import outline
+    from fluxsim.model import catalogue
+
+    assert {e.config_key for e in catalogue.SHAPE_INPUTS.values()} == {f"geometry.{k}" for k in catalogue.SHAPE_INPUTS}
+    aspect = catalogue.SHAPE_INPUTS["aspect"].range
+    assert (aspect.lo, aspect.hi) == outline.ASPECT_RANGE
+    defaults = OmegaConf.to_container(compose_cfg().geometry)
+    assert {k: defaults[k] for k in catalogue.SHAPE_INPUTS} == {k: e.default for k, e in catalogue.SHAPE_INPUTS.items()}
+    assert set(config.SHAPE_INPUTS) == set(catalogue.SHAPE_SWEEPABLE)
 
 
 def test_shards_and_auto_chunks():

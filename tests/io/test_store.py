@@ -51,13 +51,23 @@ def test_schema_units_and_selection(tmp_path):
         assert var.attrs.get("units") and var.attrs.get("long_name"), name
     assert ds.sizes["eta"] == 3 and ds.sizes["rate_mA_per_g"] == 4
     assert dict(ds["theta"].sizes) == {"blocked_fraction": 1, "eta": 3, "rate_mA_per_g": 4, "snapshot_time": 4,
-                                       "r": 9, "phi": 32}
+                                       "node": 288}
+    # the tiny disk mesh: 259 real nodes (60 on the rim) in a bucket of 288, no shape or size swept: (node,) only
+    assert ds["node_x_m"].dims == ("node",) and ds["triangles"].dims == ("triangle", "corner")
+    assert int(ds["node_mask"].sum()) == 259 and int(ds["node_is_rim"].sum()) == 60
+    real = ds["node_mask"].values
+    radius = np.hypot(ds["node_x_m"].values, ds["node_y_m"].values)
+    assert np.isnan(radius[~real]).all() and np.nanmax(radius) == pytest.approx(1.2e-6, rel=1e-3)
+    triangles = ds["triangles"].values
+    used = triangles[triangles[:, 0] >= 0]
+    assert (triangles[len(used):] == -1).all() and real[used].all()
+    assert ds.attrs["outline"] == '{"kind": "disk"}' and ds.attrs["mesh_spacing"] == 0.125
     point = ds.sel(eta=1.0, rate_mA_per_g=200.0, blocked_fraction=0.25)
     assert bool(point["done"]) and int(point["status"]) == 0 and float(point["capacity_at_cutoff_mAh_per_g"]) == 0.5
     other = ds.sel(eta=0.3, rate_mA_per_g=200.0, blocked_fraction=0.25)
     assert not bool(other["done"]) and int(other["status"]) == -1 and np.isnan(float(other["time_to_cutoff_s"]))
     assert int(ds["done"].sum()) == 2
-    assert ds["status"].attrs["flag_meanings"] == "nonfinite_output newton_not_converged chunk_failed"
+    assert ds["status"].attrs["flag_meanings"] == "nonfinite_output step_limit_reached chunk_failed"
 
 
 def test_points_dimension_and_labels(tmp_path):
