@@ -631,15 +631,20 @@ def _axis_points(sweep: SweepSpec) -> Iterator[int]:
 
 
 def check_resolution(numerics: Numerics, protocol, sweep: SweepSpec) -> None:
-    """Refuse a mesh spacing too coarse for any point of the sweep (:func:`fluxsim.model.checks.check_mesh_resolution`).
+    """Refuse a mesh spacing too coarse for any point of the sweep (:func:`fluxsim.model.checks.check_rim_resolution`).
+
+    No mesh is built: the rim of any outline meshed at ``numerics.spacing`` (units of the equivalent radius) has at
+    least ``2 pi / spacing`` nodes, since the disk has the shortest perimeter of all outlines of its area.
 
     Raises:
         ConfigError: naming ``numerics.spacing``, its value, the input it cannot resolve and what would do.
     """
     describe = None if sweep.size == 1 else (lambda i: _describe(sweep, i))
     points = list(_axis_points(sweep))  # each arc depends on one input: its own axis covers the grid
+    n_rim = math.floor(2 * math.pi / numerics.spacing)
     try:
-        checks.check_mesh_resolution(numerics.spacing, (sweep.inputs[i] for i in points), describe, indices=points)
+        checks.check_rim_resolution(n_rim, (sweep.inputs[i] for i in points), spacing=numerics.spacing,
+                                    describe=describe, indices=points)
     except checks.InputError as err:
         raise ConfigError(str(err)) from None
 
