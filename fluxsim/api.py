@@ -3,6 +3,9 @@
     >>> import fluxsim
     >>> result = fluxsim.run(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=100, snapshot_times_s=[300, 600])
     >>> result.capacity_at_cutoff_mAh_per_g, result.offset_at(600.0)
+    >>> fluxsim.run(outline=fluxsim.Ellipse(aspect=1.8), eta=0.3, blocked_fraction=0.25)  # any outline
+
+The outline is meshed once per shape and spacing (cached), and the mesh core (:mod:`fluxsim.core.solve`) runs on it.
 
 For gradients, build the parameter pytree once with :func:`make_params`, vary inputs with :func:`replace` (no
 validation, traceable), and differentiate :func:`fluxsim.simulate` composed with the functions of
@@ -14,24 +17,28 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
-from fluxsim.core import outputs
-from fluxsim.core.polar.solver import Numerics, Params, Solution, simulate
-from fluxsim.core.polar.solver import check_numerics as check_solver_numerics
+from fluxsim.core import outputs, raster
+from fluxsim.core.mesh import DISK, TriMesh, mesh_outline, mesh_sizes
+from fluxsim.core.outline import Curve, Disk, Ellipse, Polygon
+from fluxsim.core.solve import HORIZON_MARGIN, Numerics, Solution, simulate
 from fluxsim.model.catalogue import DEFAULTS as _D
 from fluxsim.model.catalogue import DIFFUSIVITY_LAWS, FLUX_NORMALISATIONS, INPUTS, SURFACE_MODELS, THETA0_MODEL_B
-from fluxsim.model.checks import InputError, UnknownInputError, check_names, check_numerics, check_resolution, numbers
+from fluxsim.model.checks import InputError, UnknownInputError, check_names, check_rim_resolution, numbers
 from fluxsim.model.checks import check_range as _check_range
 from fluxsim.model.constants import Material
 from fluxsim.model.diffusivity import ConstantDiffusivity, LowThetaDip, ModifiedLaw, PowerLaw, TabulatedDiffusivity
+from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge, check_protocol
 from fluxsim.model.surface import FilmResistance, FluxRatio, make_blocking
 from fluxsim.precision import enable_float64
 
-__all__ = ["THETA0_MODEL_B", "Result", "make_diffusivity", "make_params", "replace", "run"]
+__all__ = ["OUTLINES", "THETA0_MODEL_B", "FieldOnGrid", "Result", "default_save_times", "make_diffusivity",
+           "make_params", "replace", "run"]
 
 
 def _check(name: str, value, surface_model: str = "A", **bounds):
@@ -258,16 +265,102 @@ def _replace_in(obj, values, location):
     return dataclasses.replace(obj, **own)
 
 
+# ---- geometry and numerics of a run -----------------------------------------------------------------------------
+#: The outline classes :func:`run` accepts (shapes of :mod:`fluxsim.core.outline`).
+OUTLINES = (Disk, Ellipse, Polygon, Curve)
+#: Entries of the default output time grid of :func:`run` (evenly spaced over the protocol's longest duration).
+DEFAULT_SAVES = 121
+#: Replacements of the polar solver's keywords, for the message that refuses them.
+_REPLACED = {
+    "nr": "numerics=fluxsim.Numerics(spacing=...) (mesh node spacing in units of the equivalent radius)",
+    "nphi": "numerics=fluxsim.Numerics(spacing=...) (mesh node spacing in units of the equivalent radius)",
+    "n_steps": "error-controlled time steps: numerics=fluxsim.Numerics(integrator=fluxsim.RKLSettings(rtol=...))",
+}
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is >= ``value`` (> 0)."""
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(f * scale for f in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if f * scale >= value * (1 - 1e-12))
+
+
+def default_save_times(params: Params, protocol) -> tuple[float, ...]:
+    """:data:`DEFAULT_SAVES` evenly spaced times [s] from 0 to a bound of the protocol's duration.
+
+    Each step lasts at most its ``max_duration_s`` and, when it runs to its cut-off, at most the time the mean
+    occupancy needs to cross the whole allowed range (with the solver's margin); the bound is rounded up to a
+    1-2-5-like value so that runs at nearby inputs share one compiled program.
+    """
+    theta0, cut, upper = (float(params.theta0), float(params.theta_cut), float(params.theta_upper))
+    total = 0.0
+    for step in protocol:
+        duration = float(step.max_duration_s)
+        if step.until_cutoff:
+            rate = float(params.rate_mA_per_g if step.rate_mA_per_g is None else step.rate_mA_per_g)
+            span = max(theta0, upper) - cut if step.kind == "charge" else upper - min(theta0, cut)
+            duration = min(duration, HORIZON_MARGIN * span / float(params.material.mean_rate_per_s(rate)))
+        total += duration
+    return tuple(float(t) for t in np.linspace(0.0, _nice_ceiling(total), DEFAULT_SAVES))
+
+
+def _check_times(name: str, times) -> tuple[float, ...]:
+    times = times if np.ndim(times) else [times]
+    out = tuple(_check_range(f"{name}[{i}]", t, 0, None, unit="s") for i, t in enumerate(times))
+    if any(b < a for a, b in zip(out, out[1:])):
+        raise InputError(name, f" = {list(out)} must be sorted (non-decreasing) [s]")
+    return out
+
+
+def _check_outline(outline):
+    if not isinstance(outline, OUTLINES):
+        raise InputError("outline", f" = {outline!r} must be a fluxsim outline: Disk(), Ellipse(aspect, "
+                         "orientation_rad), Polygon(vertices) or the Curve of outline_from_mask(mask, pixel_size_m)")
+    return outline
+
+
+def _with_integer_exponent(numerics: Numerics, law) -> Numerics:
+    """Promise the integer exponent of a plain power law (the cheaper Kirchhoff potential; same numbers)."""
+    if numerics.integer_exponent is None and isinstance(law, PowerLaw):
+        exponent = float(np.asarray(law.exponent))
+        if exponent.is_integer() and exponent >= 1:
+            return dataclasses.replace(numerics, integer_exponent=int(exponent))
+    return numerics
+
+
+def host_mesh(mesh: TriMesh) -> TriMesh:
+    """The mesh with numpy arrays (for plots and host-side post-processing)."""
+    return jax.tree.map(np.asarray, mesh)
+
+
+def real_triangles(mesh: TriMesh) -> np.ndarray:
+    """The real triangles of a (host) mesh, ``(t, 3)``, indexing the real nodes in their order in the mesh."""
+    mask = np.asarray(mesh.node_mask)
+    index = np.cumsum(mask) - 1
+    tri = np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
+    return index[tri]
+
+
+class FieldOnGrid(NamedTuple):
+    """A node field resampled onto a square pixel grid (P1 interpolation; NaN outside the particle)."""
+
+    x_nm: np.ndarray  # (n_pixels,) pixel-centre x [nm] relative to the area centroid
+    y_nm: np.ndarray  # (n_pixels,) pixel-centre y [nm] (y up)
+    theta: np.ndarray  # (n_pixels y, n_pixels x) occupancy
+
+
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Outputs of one simulation with physical units (a thin wrapper around :class:`~fluxsim.core.solution.Solution`).
+    """Outputs of one simulation with physical units (a thin wrapper around :class:`~fluxsim.core.solve.Solution`).
 
     Attributes:
-        solution: the raw arrays (numpy).
+        solution: the raw arrays (numpy), on the time grid ``t_s``.
         params: the inputs.
         protocol: the protocol steps.
-        numerics: the discretisation.
-        snapshot_times_s: times of ``snapshots``.
+        numerics: the numerical settings (:class:`~fluxsim.core.solve.Numerics`).
+        snapshot_times_s: times of ``snapshots`` [s].
+        outline: the particle's shape (:mod:`fluxsim.core.outline`).
+        mesh: the padded :class:`~fluxsim.core.mesh.TriMesh` it ran on, as numpy arrays (units of the equivalent
+            radius; :attr:`node_xy_nm` and :attr:`triangles` give the real nodes and triangles).
     """
 
     solution: Solution
@@ -275,11 +368,13 @@ class Result:
     protocol: tuple
     numerics: Numerics
     snapshot_times_s: tuple
+    outline: object
+    mesh: TriMesh
 
     # --- time series -------------------------------------------------------------------------------------------
     @property
     def t_s(self) -> np.ndarray:
-        """Saved times [s]."""
+        """Saved times [s] (the requested grid)."""
         return np.asarray(self.solution.t_s)
 
     @property
@@ -298,11 +393,11 @@ class Result:
         return np.asarray(outputs.spread(self.solution))
 
     def series(self, name: str) -> np.ndarray:
-        """Any saved series of :class:`~fluxsim.core.solution.Solution` by name (e.g. ``"mean_theta"``)."""
+        """Any saved series of :class:`~fluxsim.core.solve.Solution` by name (e.g. ``"mean_theta"``)."""
         return np.asarray(getattr(self.solution, name))
 
     def at(self, name: str, times_s) -> np.ndarray:
-        """A saved series interpolated at ``times_s`` [s] (NaN after the end)."""
+        """A saved series interpolated at ``times_s`` [s] (NaN after the end of the time grid)."""
         series = outputs.offset_nm(self.solution) if name == "offset_nm" else getattr(self.solution, name)
         return np.asarray(outputs.at_times(self.solution, series, times_s))
 
@@ -326,9 +421,19 @@ class Result:
         """Whether the first protocol step ended at its cut-off (rather than its time limit)."""
         return bool(self.solution.step_cutoff[0])
 
+    @property
+    def complete(self) -> bool:
+        """Whether every protocol step finished within ``numerics.integrator.max_steps`` steps."""
+        return bool(self.solution.complete)
+
     def offset_at_core_fraction(self, fraction: float) -> float:
         """Core offset d [nm] when the core area fraction first falls to ``fraction`` (robust summary)."""
         return float(outputs.offset_at_core_fraction(self.solution, fraction))
+
+    @property
+    def core_vanish_s(self) -> float:
+        """Time at which the Li-rich core disappears [s] (located inside its step; NaN if it does not)."""
+        return float(self.solution.core_vanish_s)
 
     @property
     def core_vanish_capacity_mAh_per_g(self) -> float:
@@ -342,69 +447,103 @@ class Result:
         x, y = float(self.solution.core_vanish_x_nm), float(self.solution.core_vanish_y_nm)
         return x * math.cos(angle) + y * math.sin(angle)
 
-    # --- fields ------------------------------------------------------------------------------------------------
+    # --- mesh and fields ---------------------------------------------------------------------------------------
+    @property
+    def node_xy_nm(self) -> np.ndarray:
+        """Coordinates of the real mesh nodes ``(n_nodes, 2)`` [nm], relative to the particle's area centroid."""
+        mask = np.asarray(self.mesh.node_mask)
+        xy = np.asarray(self.mesh.xy)[mask] - np.asarray(self.mesh.centroid)[None, :]
+        return xy * float(self.params.radius_m) * 1e9
+
+    @property
+    def triangles(self) -> np.ndarray:
+        """The real triangles ``(n_triangles, 3)``: counter-clockwise indices into :attr:`node_xy_nm`."""
+        return real_triangles(self.mesh)
+
     @property
     def snapshots(self) -> np.ndarray:
-        """Occupancy fields ``(n_snapshots, nr + 1, nphi)`` at ``snapshot_times_s`` (row 0: centre)."""
-        return np.asarray(self.solution.snapshots)
-
-    @property
-    def r_nm(self) -> np.ndarray:
-        """Node radii [nm] (rows of the fields)."""
-        return self.numerics.grid.r * float(self.params.radius_m) * 1e9
-
-    @property
-    def phi_rad(self) -> np.ndarray:
-        """Node angles [rad] (columns of the fields)."""
-        return self.numerics.grid.phi
+        """Occupancy on the real nodes ``(n_snapshots, n_nodes)`` at ``snapshot_times_s`` (the final state after
+        the end of the protocol)."""
+        return np.asarray(self.solution.snapshots)[:, np.asarray(self.mesh.node_mask)]
 
     @property
     def line_cut_position_nm(self) -> np.ndarray:
-        """Positions of the line-cut samples [nm], positive towards the blocked-arc centre."""
-        nr = self.numerics.nr
-        return np.arange(-nr, nr + 1) / nr * float(self.params.radius_m) * 1e9
+        """Positions of the line-cut samples [nm] through the area centroid, positive towards the blocked arc."""
+        return np.asarray(self.solution.line_cut_position_nm)
+
+    @property
+    def line_cut(self) -> np.ndarray:
+        """Occupancy along the line cut ``(n_saves, line_cut_samples)``."""
+        return np.asarray(self.solution.line_cut)
+
+    def field_on_grid(self, snapshot_index: int = -1, n_pixels: int = 128) -> FieldOnGrid:
+        """Snapshot ``snapshot_index`` resampled onto an ``n_pixels`` x ``n_pixels`` grid over the particle's
+        bounding box (P1 interpolation on the triangles, exact point location; NaN outside the particle)."""
+        n_pixels = int(_check_range("n_pixels", n_pixels, 2, None, integer=True))
+        field = self.snapshots[snapshot_index]
+        xy = self.node_xy_nm
+        lo, hi = xy.min(axis=0), xy.max(axis=0)
+        centre, half = (lo + hi) / 2, (hi - lo).max() / 2
+        x = np.linspace(centre[0] - half, centre[0] + half, n_pixels)
+        y = np.linspace(centre[1] - half, centre[1] + half, n_pixels)
+        return FieldOnGrid(x, y, raster.apply_stencil(raster.grid_stencil(xy, self.triangles, x, y), field))
+
+
+#: The simulation behind :func:`run`, compiled once per static configuration (shape buckets, protocol, numerics,
+#: time grids) and shared by every run in the process.
+_SIMULATE = jax.jit(simulate, static_argnums=(2, 3, 4, 5))
 
 
 def run(
     *,
+    outline=DISK,
     protocol=None,
+    save_times_s=None,
     snapshot_times_s=(),
     numerics: Numerics | None = None,
-    nr=None,
-    nphi=None,
-    n_steps=None,
     **physical,
 ) -> Result:
     """Simulate one particle from physical keyword arguments.
 
     Args:
+        outline: the particle's shape (default a disk): :class:`~fluxsim.core.outline.Disk`,
+            :class:`~fluxsim.core.outline.Ellipse` ``(aspect, orientation_rad)``,
+            :class:`~fluxsim.core.outline.Polygon` ``(vertices)`` or the curve of
+            :func:`~fluxsim.core.outline.outline_from_mask`; ``radius_m`` is its equivalent radius sqrt(A / pi)
+            (:func:`~fluxsim.core.outline.ellipse_from_semi_axes` and friends give both from physical sizes).
         protocol: steps (default: one constant-current charge to the surface cut-off at ``rate_mA_per_g``).
+        save_times_s: the output time grid [s] (sorted, >= 0); default :func:`default_save_times`, which covers
+            the whole protocol.
         snapshot_times_s: times [s] at which to keep the whole occupancy field.
-        numerics: full discretisation settings; or override ``nr``, ``nphi``, ``n_steps`` individually.
+        numerics: :class:`~fluxsim.core.solve.Numerics` (mesh spacing, tolerances); the outline is meshed at
+            ``numerics.spacing``.
         **physical: inputs of :func:`make_params` (``radius_m``, ``rate_mA_per_g``, ``eta``, ``blocked_fraction``,
             ``arc_center_rad``, ``surface_model``, ``D_hi_m2_per_s``, ``theta0``, ``r_NMC_ohm_m2``, ...).
 
     Returns:
         A :class:`Result`.
     """
+    for name in _REPLACED.keys() & physical.keys():
+        raise UnknownInputError(name, f" is no longer an input of fluxsim.run (the polar grid is gone): use "
+                                f"{_REPLACED[name]}")
     check_names(physical, MAKE_PARAMS_NAMES, "fluxsim.run", MAKE_PARAMS_NAMES | _RUN_NAMES)
+    outline = _check_outline(outline)
+    if numerics is not None and not isinstance(numerics, Numerics):
+        raise UnknownInputError("numerics", f" = {numerics!r} must be a fluxsim.Numerics")
     enable_float64()  # the one-call front door runs in float64 (fluxsim.precision)
     params = make_params(**physical)
     protocol = check_protocol((Charge(),) if protocol is None else protocol)
-    if numerics is not None and not isinstance(numerics, Numerics):
-        raise UnknownInputError("numerics", f" = {numerics!r} must be a fluxsim.Numerics")
-    numerics = numerics or Numerics()
-    overrides = {k: v for k, v in dict(nr=nr, nphi=nphi, n_steps=n_steps).items() if v is not None}
-    numerics = dataclasses.replace(numerics, **overrides)
-    numerics = check_numerics(numerics)  # types and ranges, then the solver's own consistency checks
-    check_solver_numerics(numerics, protocol)
-    check_resolution(numerics, protocol, [physical], prefix="")
-    times = snapshot_times_s if np.ndim(snapshot_times_s) else [snapshot_times_s]
-    snapshot_times_s = tuple(_check_range(f"snapshot_times_s[{i}]", t, 0, None, unit="s") for i, t in enumerate(times))
-    solve = jax.jit(simulate, static_argnums=(1, 2, 3, 4))
-    solution = solve(params, protocol, numerics, snapshot_times_s, False)
-    solution = jax.tree.map(np.asarray, solution)
-    return Result(solution, params, protocol, numerics, snapshot_times_s)
+    numerics = _with_integer_exponent(numerics or Numerics(), params.diffusivity)
+    snapshot_times_s = _check_times("snapshot_times_s", snapshot_times_s)
+    save_times_s = (default_save_times(params, protocol) if save_times_s is None
+                    else _check_times("save_times_s", save_times_s))
+    if not save_times_s:
+        raise InputError("save_times_s", " = [] must hold at least one time [s]")
+    check_rim_resolution(mesh_sizes(outline, numerics.spacing).n_rim, [physical], prefix="numerics.",
+                         spacing=numerics.spacing)
+    mesh = mesh_outline(outline, numerics.spacing)
+    solution = jax.tree.map(np.asarray, _SIMULATE(params, mesh, protocol, numerics, save_times_s, snapshot_times_s))
+    return Result(solution, params, protocol, numerics, snapshot_times_s, outline, host_mesh(mesh))
 
 
 #: The keywords of :func:`run` besides those of :func:`make_params`.

@@ -12,10 +12,12 @@ CODE = """
 import jax, fluxsim
 print("after import:", jax.config.jax_enable_x64)
 try:
-    fluxsim.simulate(fluxsim.make_params(), (fluxsim.Charge(),), fluxsim.Numerics(nr=4, nphi=16, n_steps=8))
+    fluxsim.simulate(fluxsim.make_params(), fluxsim.mesh_outline(fluxsim.Disk(), 0.25), (fluxsim.Charge(),),
+                     fluxsim.Numerics(spacing=0.25), save_times_s=(0.0, 60.0))
 except ValueError as err:
     print("refused:", err)
-r = fluxsim.run(nr=4, nphi=16, n_steps=8)
+r = fluxsim.run(numerics=fluxsim.Numerics(spacing=0.25, integrator=fluxsim.RKLSettings(rtol=3e-2)),
+                save_times_s=(0.0, 60.0), protocol=[fluxsim.Charge(max_duration_s=60.0)])
 print("after run:", jax.config.jax_enable_x64, r.capacity_at_cutoff_mAh_per_g.dtype if hasattr(
     r.capacity_at_cutoff_mAh_per_g, "dtype") else type(r.capacity_at_cutoff_mAh_per_g).__name__)
 """

@@ -1,7 +1,10 @@
 """PNG figures from a results store (matplotlib, Agg backend; reads only the store).
 
 * ``snapshots.png``: Fig. 4 style panels, one row per case, one column per snapshot time; the occupancy field on the
-  disk, the Li-rich core boundary (``theta = theta_core``) as a contour and the blocked arc(s) drawn on the rim.
+  case's mesh (``tripcolor`` of the node field ``theta`` on ``triangles`` at ``node_x_m``, ``node_y_m``; padded
+  nodes and triangles masked out; with a swept shape, each case on its own mesh), the Li-rich core boundary
+  (``theta = theta_core``) as a contour and the blocked arc(s) drawn along the rim. :func:`result_snapshots` draws
+  the same panels for a :class:`fluxsim.api.Result`.
 * ``series.png``: core offset d, core area fraction and minimum surface occupancy against time, one line per case.
 * ``capacity_vs_rate.png``: extracted capacity at cut-off against rate (Fig. 5b) when the rate is a sweep dimension.
 * ``offset_vs_rate.png``: core offset d against time and against passed capacity, one line per rate (Fig. 5d), when
@@ -29,7 +32,7 @@ import numpy as np
 import xarray as xr
 
 from fluxsim.app.config import POINT_DIM
-from fluxsim.io.store import PHI, SNAPSHOT_TIME, TIME, R, case_input, stored_config, stored_input
+from fluxsim.io.store import SNAPSHOT_TIME, TIME, case_input, stored_config, stored_input
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +138,112 @@ def _arcs(ds: xr.Dataset, sel: dict) -> list[tuple[float, float, float]]:
     return [a for a in arcs if a[1] > 0 and a[2] != 1.0]
 
 
+# ---- occupancy fields on the mesh --------------------------------------------------------------------------------
+def _pick(ds: xr.Dataset, name: str, sel: dict) -> np.ndarray:
+    """Variable ``name`` of one case: the case's index along each of its sweep dims that the variable has (mesh
+    variables have only the shape-swept ones)."""
+    da = ds[name]
+    return da.isel({d: i for d, i in sel.items() if d in da.dims}).values
+
+
+def store_mesh(ds: xr.Dataset, sel: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mesh of one case of a store: ``(node_mask (node,), node xy [um] (real nodes, 2), triangles)``, the
+    triangles indexing the real nodes (padded triangles, -1, dropped)."""
+    mask = _pick(ds, "node_mask", sel).astype(bool)
+    xy = np.stack([_pick(ds, "node_x_m", sel), _pick(ds, "node_y_m", sel)], axis=-1)[mask] * 1e6
+    triangles = _pick(ds, "triangles", sel)
+    triangles = triangles[(triangles >= 0).all(axis=1)]
+    triangles = triangles[mask[triangles].all(axis=1)]
+    return mask, xy, (np.cumsum(mask) - 1)[triangles]
+
+
+def rim_loop(triangles: np.ndarray) -> np.ndarray:
+    """The boundary nodes of a triangulated simple outline in order around it (edges used by one triangle)."""
+    edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), axis=1)
+    unique, count = np.unique(edges, axis=0, return_counts=True)
+    boundary = unique[count == 1]
+    neighbours: dict[int, list[int]] = {}
+    for a, b in boundary.tolist():
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    loop = [int(boundary[0, 0])]
+    previous = None
+    while True:
+        options = [n for n in neighbours[loop[-1]] if n != previous]
+        previous = loop[-1]
+        if options[0] == loop[0] or len(loop) > len(boundary):
+            return np.asarray(loop)
+        loop.append(options[0])
+
+
+def _arc_points(rim: np.ndarray, centre: float, fraction: float) -> np.ndarray:
+    """Rim points ``(k, 2)`` of a blocked arc: the fraction ``fraction`` of the perimeter length centred on the rim
+    point in direction ``centre`` [rad] from the area centroid (the origin)."""
+    closed = np.vstack([rim, rim[:1]])
+    s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(closed, axis=0), axis=1))])
+    angle = np.angle(np.exp(1j * (np.arctan2(rim[:, 1], rim[:, 0]) - centre)))
+    s_c = s[int(np.argmin(np.abs(angle)))]
+    si = s_c + np.linspace(-0.5, 0.5, 64) * fraction * s[-1]
+    si = np.mod(si, s[-1])
+    return np.stack([np.interp(si, s, closed[:, 0]), np.interp(si, s, closed[:, 1])], axis=1)
+
+
+def draw_field(ax, xy_um: np.ndarray, triangles: np.ndarray, values: np.ndarray, *, theta_core: float,
+               arcs=(), vmin: float = 0.0, vmax: float = 1.0):
+    """One occupancy panel: ``tripcolor`` of the node field on the triangles (Gouraud), the core boundary
+    ``theta = theta_core`` as a contour, the outline, the blocked arcs as thick bands just outside the rim, and
+    the area centroid (+); axes in um. Returns the colour mappable."""
+    import matplotlib.tri as mtri
+
+    tri = mtri.Triangulation(xy_um[:, 0], xy_um[:, 1], triangles)
+    mappable = ax.tripcolor(tri, values, shading="gouraud", cmap=CMAP, vmin=vmin, vmax=vmax)
+    if np.nanmax(values) > theta_core > np.nanmin(values):
+        ax.tricontour(tri, values, levels=[theta_core], colors="k", linewidths=0.7)
+    rim = xy_um[rim_loop(triangles)]
+    ax.plot(*np.vstack([rim, rim[:1]]).T, color="0.3", lw=0.5)
+    for centre, fraction, _eta in arcs:
+        band = 1.07 * _arc_points(rim, centre, fraction)
+        ax.plot(band[:, 0], band[:, 1], color="k", lw=3, solid_capstyle="butt")
+    ax.plot([0], [0], marker="+", color="k", ms=5, mew=0.8)
+    ax.set_aspect("equal")
+    lim = 1.12 * float(np.abs(xy_um).max())
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_xlabel("x [$\\mu$m]", fontsize=7)
+    ax.set_ylabel("y [$\\mu$m]", fontsize=7)
+    ax.tick_params(labelsize=6)
+    return mappable
+
+
+def _field_figure(plt, panels, titles, row_labels, theta_core: float, vmin: float):
+    """Rows of occupancy panels: ``panels[row][col] = (xy_um, triangles, values or None, arcs)``."""
+    nrows, ncols = len(panels), len(titles)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.2 * ncols + 1.6, 2.2 * nrows + 0.5), squeeze=False,
+                             layout="constrained")
+    mappable = None
+    for row, cells in enumerate(panels):
+        for col, (xy, triangles, values, arcs) in enumerate(cells):
+            ax = axes[row, col]
+            if values is None or not np.isfinite(values).all():
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "not reached", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+                continue
+            mappable = draw_field(ax, xy, triangles, values, theta_core=theta_core, arcs=arcs, vmin=vmin)
+            if row == 0:
+                ax.set_title(titles[col], fontsize=10)
+        if row_labels[row]:
+            axes[row, 0].annotate(row_labels[row], (-0.45, 0.5), xycoords="axes fraction", rotation=90, ha="right",
+                                  va="center", fontsize=8)
+    if mappable is not None:
+        cbar = fig.colorbar(mappable, ax=axes, fraction=0.03, pad=0.02)
+        cbar.set_label("Li occupancy $\\theta$")
+    fig.suptitle(f"Li occupancy (black: core boundary $\\theta$ = {theta_core:g}; thick arc: blocked surface)",
+                 fontsize=9)
+    return fig
+
+
 def snapshot_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
-    """Fig. 4 style panels: rows = cases, columns = snapshot times."""
+    """Fig. 4 style panels: rows = cases, columns = snapshot times; each case on its own mesh (a swept shape)."""
     if "theta" not in ds:
         return None
     items = cases(ds)
@@ -145,49 +252,31 @@ def snapshot_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
         return None
     plt = _pyplot()
     times = ds[SNAPSHOT_TIME].values
-    r = ds[R].values
-    phi = np.append(ds[PHI].values, 2 * np.pi)
     theta_core = float(stored_input(ds, "theta_core"))
-    fields = [ds["theta"].isel(c["index"]).values for c in items]
-    finite = np.concatenate([f[np.isfinite(f)] for f in fields] + [np.array([1.0])])
-    vmin, vmax = float(finite.min()), 1.0
-    nrows, ncols = len(items), len(times)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols + 1.6, 1.9 * nrows + 0.4), squeeze=False)
-    mesh = None
-    for row, (case, field) in enumerate(zip(items, fields, strict=True)):
-        radius_um = float(case_input(ds, case["index"], "radius_m")) * 1e6
-        x = radius_um * r[:, None] * np.cos(phi)[None, :]
-        y = radius_um * r[:, None] * np.sin(phi)[None, :]
+    panels, finite = [], [np.array([1.0])]
+    for case in items:
+        mask, xy, triangles = store_mesh(ds, case["index"])
+        field = ds["theta"].isel(case["index"]).values[:, mask]
+        finite += [f[np.isfinite(f)] for f in field]
         arcs = _arcs(ds, case["index"])
-        for col, t in enumerate(times):
-            ax = axes[row, col]
-            ax.set_aspect("equal")
-            ax.set_axis_off()
-            values = np.concatenate([field[col], field[col][:, :1]], axis=1)
-            if not np.isfinite(values).all():
-                ax.text(0.5, 0.5, "not reached", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-                continue
-            mesh = ax.pcolormesh(x, y, values, shading="gouraud", cmap=CMAP, vmin=vmin, vmax=vmax)
-            if values.max() > theta_core > values.min():
-                ax.contour(x, y, values, levels=[theta_core], colors="k", linewidths=0.7)
-            ax.plot(radius_um * np.cos(phi), radius_um * np.sin(phi), color="0.3", lw=0.5)
-            for centre, fraction, _eta in arcs:
-                a = np.linspace(centre - np.pi * fraction, centre + np.pi * fraction, 64)
-                ax.plot(1.07 * radius_um * np.cos(a), 1.07 * radius_um * np.sin(a), color="k", lw=3,
-                        solid_capstyle="butt")
-            ax.plot([0], [0], marker="+", color="k", ms=5, mew=0.8)
-            lim = 1.12 * radius_um
-            ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            if row == 0:
-                ax.set_title(f"{t / 60:g} min", fontsize=10)
-        axes[row, 0].text(-0.08, 0.5, case["label"], transform=axes[row, 0].transAxes, rotation=90, ha="right",
-                          va="center", fontsize=8)
-    if mesh is not None:
-        cbar = fig.colorbar(mesh, ax=axes, fraction=0.03, pad=0.02)
-        cbar.set_label("Li occupancy $\\theta$")
-    fig.suptitle(f"Li occupancy (black: core boundary $\\theta$ = {theta_core:g}; thick arc: blocked surface)",
-                 fontsize=9)
+        panels.append([(xy, triangles, field[k], arcs) for k in range(len(times))])
+    fig = _field_figure(plt, panels, [f"{t / 60:g} min" for t in times], [c["label"] for c in items], theta_core,
+                        float(np.concatenate(finite).min()))
+    return _save(fig, path, dpi)
+
+
+def result_snapshots(result, path: Path, dpi: int = DPI) -> Path:
+    """The snapshots of a :class:`fluxsim.api.Result` on its mesh, one panel per snapshot time (any outline)."""
+    plt = _pyplot()
+    blocking = result.params.blocking
+    arcs = [(float(blocking.arc_center_rad), float(blocking.blocked_fraction), float(blocking.eta))]
+    arcs += [tuple(float(v) for v in row) for row in np.asarray(blocking.extra_arcs)]
+    arcs = [a for a in arcs if a[1] > 0 and a[2] != 1.0]
+    xy, triangles, snaps = result.node_xy_nm / 1e3, result.triangles, result.snapshots
+    theta_core = float(result.params.theta_core)
+    fig = _field_figure(plt, [[(xy, triangles, snap, arcs) for snap in snaps]],
+                        [f"{t / 60:g} min" for t in result.snapshot_times_s], [""], theta_core,
+                        float(min(np.nanmin(snaps), 1.0)) if snaps.size else 0.0)
     return _save(fig, path, dpi)
 
 
@@ -326,7 +415,6 @@ def kymograph_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
     nrows = math.ceil(len(items) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1.2, 3.1 * nrows + 0.5), squeeze=False,
                              sharey=True, layout="constrained")
-    position = ds["position"].values
     vanish = ds["core_vanish_capacity_mAh_per_g"].values
     top = 2.0 * float(np.nanmax(vanish)) if np.isfinite(vanish).any() else np.inf
     panels = []
@@ -338,8 +426,11 @@ def kymograph_panels(ds: xr.Dataset, path: Path, dpi: int = DPI) -> Path | None:
         if rising.size:  # the prefix over which the capacity keeps rising
             stop = np.flatnonzero(np.diff(q[rising]) <= 0)
             rising = rising[: (stop[0] + 1) if stop.size else rising.size]
-        radius_nm = float(case_input(ds, case["index"], "radius_m")) * 1e9
-        panels.append((case, point, position * radius_nm, q[rising], cut[rising]))
+        if "line_cut_position_m" in ds:  # the mesh layout: positions [m] per (swept) shape
+            x = _pick(ds, "line_cut_position_m", case["index"]) * 1e9
+        else:  # the polar layout: positions in units of the radius
+            x = ds["position"].values * float(case_input(ds, case["index"], "radius_m")) * 1e9
+        panels.append((case, point, x, q[rising], cut[rising]))
     shown = [cut[q <= top] for *_, q, cut in panels if q.size > 1]
     shown = np.concatenate([v.ravel() for v in shown]) if shown else np.array([0.0])
     vmin = float(np.floor(20 * min(shown.min(), theta_core - 0.05)) / 20) if shown.size else 0.0

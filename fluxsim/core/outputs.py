@@ -14,8 +14,13 @@ from fluxsim.core.solution import Solution
 
 
 def capacity_at_cutoff(solution: Solution, step: int = 0) -> Float[Array, ""]:
-    """Capacity passed [mAh g-1] when protocol step ``step`` ended (for a charge to cut-off: the extracted Li)."""
-    t = solution.t_s
+    """Capacity passed [mAh g-1] when protocol step ``step`` ended (for a charge to cut-off: the extracted Li).
+
+    Saved times after the end of the protocol hold the final state, so they count as the end time: the value at
+    the end of the last step is then exact on any time grid (the mesh core saves on the user's grid, not at step
+    ends); an earlier step's end is interpolated linearly between the saved times around it.
+    """
+    t = jnp.minimum(solution.t_s, solution.step_end_s[-1])
     return jnp.interp(solution.step_end_s[step], t, solution.passed_capacity_mAh_per_g)
 
 

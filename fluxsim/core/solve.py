@@ -38,6 +38,7 @@ from fluxsim.core.rim import make_drive, rim_outflow, rim_weights
 from fluxsim.core.rkl import RKLSettings, Saves, integrate
 from fluxsim.model.diffusivity import PowerLaw
 from fluxsim.model.protocol import Charge, check_protocol
+from fluxsim.precision import FLOAT64_OFF
 
 #: Default output time grid [s]: every minute for an hour.
 DEFAULT_SAVE_TIMES_S = tuple(float(t) for t in np.arange(0.0, 3601.0, 60.0))
@@ -178,7 +179,7 @@ def simulate(
     _check_integer_exponent(numerics.integer_exponent, params.diffusivity)
     dtype = jnp.dtype(numerics.dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("numerics.dtype = 'float64' needs jax_enable_x64 (import fluxsim enables it)")
+        raise ValueError(FLOAT64_OFF)
     params = _cast(params, dtype)
     mesh = _cast(mesh, dtype)
     scale_s = time_scale_s(params)

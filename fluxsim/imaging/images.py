@@ -11,13 +11,13 @@ offset ``d`` is the distance between the centre of mass of the particle (its mas
 and that of the unreacted region; its direction is counter-clockwise from +x, with image x to the right (columns)
 and **y up** (towards row 0; image rows run downwards). The core area fraction is core pixels / particle pixels.
 
-Forward direction (:func:`render_frames`, :func:`simulate_frames`): nodal occupancy snapshots of the polar grid are
-sampled onto a square pixel grid (bilinear in ``(r, phi)``, ``supersample`` x ``supersample`` samples per pixel so
-edge pixels mix particle and background), mapped to intensity by a monotone map of theta (default
-:func:`linear_intensity`: ``I = 1 + gain (theta0 - theta)`` inside the particle, ``background`` outside), optionally
-blurred (Gaussian, ``blur_px``) and made noisy (Gaussian, ``noise`` in units of the particle's initial intensity).
-The default ``gain = 0.05 / (1 - 0.97)`` makes the paper's ``dI < 0.05`` select exactly the model's Li-rich core
-``theta > theta_core = 0.97`` (see :func:`matched_gain`).
+Forward direction (:func:`render_frames`, :func:`simulate_frames`): nodal occupancy snapshots of the mesh core, on
+any outline, are sampled onto a square pixel grid (P1 on the triangles, ``supersample`` x ``supersample`` samples
+per pixel so edge pixels mix particle and background; outside the outline is background), mapped to intensity by a
+monotone map of theta (default :func:`linear_intensity`: ``I = 1 + gain (theta0 - theta)`` inside the particle,
+``background`` outside), optionally blurred (Gaussian, ``blur_px``) and made noisy (Gaussian, ``noise`` in units of
+the particle's initial intensity). The default ``gain = 0.05 / (1 - 0.97)`` makes the paper's ``dI < 0.05`` select
+exactly the model's Li-rich core ``theta > theta_core = 0.97`` (see :func:`matched_gain`).
 
 Analysis (:func:`analyse_frames`, :func:`analyse_file`): the particle mask is given, or segmented from the first
 raw frame (Otsu threshold between the bright particle and the darker matrix, largest connected region, holes
@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fluxsim.core import raster
+from fluxsim.core.mesh import TriMesh
 from fluxsim.io import observations as obs_mod
 from fluxsim.model.catalogue import DEFAULTS
 
@@ -100,23 +102,6 @@ def differential_intensity(frames: np.ndarray, reference: int = 0) -> np.ndarray
 # ---------------------------------------------------------------------------------------------------------------------
 # forward: snapshots -> frames
 # ---------------------------------------------------------------------------------------------------------------------
-def sample_polar(field: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear (in r and phi) value of a nodal ``(nr + 1, nphi)`` polar-grid field at points ``x, y`` (units of R;
-    points with r > 1 get the surface value)."""
-    field = np.asarray(field, float)
-    nr, nphi = field.shape[0] - 1, field.shape[1]
-    r = np.minimum(np.hypot(x, y), 1.0) * nr
-    phi = np.mod(np.arctan2(y, x), 2 * np.pi) / (2 * np.pi / nphi)
-    i0 = np.minimum(np.floor(r).astype(int), nr - 1)
-    wr = r - i0
-    j0 = np.floor(phi).astype(int) % nphi
-    wp = phi - np.floor(phi)
-    j1 = (j0 + 1) % nphi
-    inner = (1 - wp) * field[i0, j0] + wp * field[i0, j1]
-    outer = (1 - wp) * field[i0 + 1, j0] + wp * field[i0 + 1, j1]
-    return (1 - wr) * inner + wr * outer
-
-
 def _gaussian_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     """Separable Gaussian blur of the last two axes (edge-replicating borders)."""
     half = max(int(math.ceil(4 * sigma_px)), 1)
@@ -128,8 +113,16 @@ def _gaussian_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     return sum(k[i] * rows[..., :, i: i + image.shape[-1]] for i in range(k.size))
 
 
+def _host(mesh: TriMesh):
+    """Node coordinates relative to the area centroid and the real triangles of an unbatched mesh (numpy)."""
+    xy = np.asarray(mesh.xy) - np.asarray(mesh.centroid)[None, :]
+    triangles = np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
+    return xy, triangles, np.asarray(mesh.node_mask)
+
+
 def render_frames(
     snapshots: np.ndarray,
+    mesh: TriMesh,
     radius_m: float,
     pixel_size_nm: float,
     times_s: Sequence[float],
@@ -143,41 +136,48 @@ def render_frames(
     noise: float = 0.0,
     seed: int = 0,
 ) -> ImageStack:
-    """Synthetic microscopy frames of occupancy snapshots (raw intensity; :meth:`ImageStack.differential` gives the
-    paper's differential images).
+    """Synthetic microscopy frames of nodal occupancy snapshots on any outline (raw intensity;
+    :meth:`ImageStack.differential` gives the paper's differential images).
+
+    Every sub-pixel sample takes the P1 interpolant of the node field in the triangle containing it (exact point
+    location, :mod:`fluxsim.core.raster`); samples outside the particle are background.
 
     Args:
-        snapshots: ``(n, nr + 1, nphi)`` nodal occupancies (:attr:`fluxsim.core.solution.Solution.snapshots`).
-        radius_m: particle radius [m].
+        snapshots: ``(n, n_nodes)`` nodal occupancies on ``mesh``'s nodes (``Solution.snapshots`` of
+            :mod:`fluxsim.core.solve`).
+        mesh: the :class:`~fluxsim.core.mesh.TriMesh` they live on (unbatched; lengths in units of ``radius_m``).
+        radius_m: the particle's equivalent radius [m].
         pixel_size_nm: pixel edge [nm].
         times_s: frame times [s], ``(n,)``.
         intensity: monotone map theta -> intensity inside the particle (default :func:`linear_intensity`).
         background: intensity of the surrounding matrix (darker than the particle).
         margin_px: pixels of background around the particle.
-        centre_offset_px: sub-pixel shift (row, column) of the particle centre from the image centre.
+        centre_offset_px: sub-pixel shift (row, column) of the particle's area centroid from the image centre.
         supersample: samples per pixel edge (partial-volume edge pixels).
         blur_px: Gaussian blur (standard deviation, pixels; 0: none), applied to every frame.
         noise: standard deviation of additive Gaussian noise, in units of the particle's initial intensity.
         seed: noise seed.
     """
     snaps = np.asarray(snapshots, float)
-    if snaps.ndim != 3:
-        raise ValueError(f"snapshots must be (frames, nr + 1, nphi), got shape {snaps.shape}")
-    if not np.all(np.isfinite(snaps)):
+    xy, triangles, real = _host(mesh)
+    if snaps.ndim != 2 or snaps.shape[1] != len(xy):
+        raise ValueError(f"snapshots must be (frames, {len(xy)} mesh nodes), got shape {snaps.shape}")
+    if not np.all(np.isfinite(snaps[:, real])):
         raise ValueError("snapshots contain NaN (a requested time the simulation did not reach)")
     times = np.asarray(times_s, float)
     if times.shape != (snaps.shape[0],):
         raise ValueError(f"{snaps.shape[0]} snapshots but {times.shape} times")
     intensity = intensity or linear_intensity()
     radius_px = radius_m * 1e9 / pixel_size_nm
-    size = 2 * int(math.ceil(radius_px + abs(max(centre_offset_px, key=abs)))) + 2 * margin_px
+    reach = float(np.abs(xy[real]).max())
+    size = 2 * int(math.ceil(reach * radius_px + abs(max(centre_offset_px, key=abs)))) + 2 * margin_px
     centre = ((size - 1) / 2 + centre_offset_px[0], (size - 1) / 2 + centre_offset_px[1])
     sub = (np.arange(supersample) + 0.5) / supersample - 0.5
-    rows = (np.arange(size)[:, None] + sub[None, :]).ravel()  # (size * ss,)
-    cols = rows.copy()
-    y = -(rows[:, None] - centre[0]) / radius_px  # units of R, y up
-    x = (cols[None, :] - centre[1]) / radius_px
-    inside = np.hypot(x, y) <= 1.0
+    samples = (np.arange(size)[:, None] + sub[None, :]).ravel()  # (size * ss,) row or column positions
+    x = (samples - centre[1]) / radius_px  # units of R_eq, increasing
+    y = (centre[0] - samples[::-1]) / radius_px  # y up: increasing y is decreasing row
+    stencil = raster.grid_stencil(xy, triangles, x, y)
+    inside = stencil.inside[::-1]  # rows top to bottom
 
     def pool(a):  # (..., size*ss, size*ss) -> (..., size, size) pixel means
         return a.reshape(a.shape[:-2] + (size, supersample, size, supersample)).mean(axis=(-3, -1))
@@ -185,8 +185,8 @@ def render_frames(
     coverage = pool(inside.astype(float))
     frames = np.empty((snaps.shape[0], size, size))
     for k, snap in enumerate(snaps):
-        value = np.where(inside, intensity(sample_polar(snap, x, y)), background)
-        frames[k] = pool(value)
+        theta = raster.apply_stencil(stencil, snap)[::-1]
+        frames[k] = pool(np.where(inside, intensity(np.where(inside, theta, 1.0)), background))
     if blur_px > 0:
         frames = _gaussian_blur(frames, blur_px)
     if noise > 0:
@@ -194,21 +194,25 @@ def render_frames(
     return ImageStack(frames, float(pixel_size_nm), times, coverage, centre)
 
 
-def simulate_snapshots(params, rates_mA_per_g: Sequence[float], capacities_mAh_per_g: Sequence[float], numerics=None):
+def simulate_snapshots(params, rates_mA_per_g: Sequence[float], capacities_mAh_per_g: Sequence[float], numerics=None,
+                       outline=None):
     """Occupancy snapshots of one particle charged at several rates, at the same passed capacities for every rate.
 
-    All rates run in one vmapped, time-rescaled batch (as in :mod:`fluxsim.fit`): at equal passed capacity the
-    rescaled snapshot times coincide, so one compiled program serves every rate.
+    All rates run in one vmapped, time-rescaled batch on one mesh of ``outline`` (default a disk) at
+    ``numerics.spacing`` (default :class:`fluxsim.core.solve.Numerics`): at equal passed capacity the rescaled
+    snapshot times coincide, so one compiled program serves every rate (as in :mod:`fluxsim.fit`).
 
     Returns:
-        ``(snapshots (S, n, nr + 1, nphi), times_s (S, n))``.
+        ``(snapshots (S, n, n_nodes), times_s (S, n), mesh)``: nodal fields on ``mesh``'s nodes.
     """
     import jax
 
     from fluxsim import fit as fit_mod
+    from fluxsim.core.mesh import DISK, mesh_outline
+    from fluxsim.core.solve import Numerics, simulate
     from fluxsim.model.protocol import Charge
 
-    numerics = numerics or fit_mod.DEFAULT_NUMERICS
+    numerics = numerics or Numerics()
     cap = np.asarray(capacities_mAh_per_g, float)
     if cap.ndim != 1 or np.any(cap < 0) or np.any(np.diff(cap) < 0):
         raise ValueError("capacities_mAh_per_g must be a non-decreasing 1-D sequence of values >= 0")
@@ -217,43 +221,41 @@ def simulate_snapshots(params, rates_mA_per_g: Sequence[float], capacities_mAh_p
     rate_sim = fit_mod.HORIZON_MARGIN * float(cap[-1]) * 3600.0 / horizon
     canonical = tuple(float(c) for c in cap * 3600.0 / rate_sim)
     protocol = (Charge(max_duration_s=horizon, until_cutoff=False),)
+    mesh = mesh_outline(DISK if outline is None else outline, numerics.spacing)
 
     def one(rate):
-        from fluxsim.core.polar.solver import simulate
-
-        return simulate(fit_mod.time_rescaled(params, rate_sim, rate), protocol, numerics,
-                        snapshot_times_s=canonical).snapshots
+        return simulate(fit_mod.time_rescaled(params, rate_sim, rate), mesh, protocol, numerics, (0.0, horizon),
+                        canonical).snapshots
 
     snaps = np.asarray(jax.jit(jax.vmap(one))(rates))
-    return snaps, cap[None, :] * 3600.0 / rates[:, None]
+    return snaps, cap[None, :] * 3600.0 / rates[:, None], mesh
 
 
-def hard_offsets(snapshots: np.ndarray, radius_m: float, theta_core: float = DEFAULTS["theta_core"]):
-    """The simulation's own hard core metric (:func:`fluxsim.core.polar.metrics.core`) of each snapshot: ``(x_nm, y_nm,
-    fraction)`` arrays of the snapshots' leading shape."""
+def hard_offsets(snapshots: np.ndarray, mesh: TriMesh, radius_m: float, theta_core: float = DEFAULTS["theta_core"]):
+    """The simulation's own hard core metric of each snapshot (exact clipping of the P1 field on the triangles,
+    :func:`fluxsim.core.observables.core`): ``(x_nm, y_nm, fraction)`` arrays of the snapshots' leading shape."""
     import jax
     import jax.numpy as jnp
 
-    from fluxsim.core.polar.grid import PolarGrid
-    from fluxsim.core.polar.metrics import core
+    from fluxsim.core import observables
 
     snaps = np.asarray(snapshots, float)
-    grid = PolarGrid(snaps.shape[-2] - 1, snaps.shape[-1])
-    flat = snaps.reshape((-1,) + snaps.shape[-2:])
-    geo = jax.vmap(lambda s: core(grid, s, theta_core))(jnp.asarray(flat))
+    flat = snaps.reshape((-1, snaps.shape[-1]))
+    geo = jax.vmap(lambda s: observables.core(mesh, s, theta_core))(jnp.asarray(flat))
     scale = radius_m * 1e9
-    lead = snaps.shape[:-2]
+    lead = snaps.shape[:-1]
     return (np.asarray(geo.x).reshape(lead) * scale, np.asarray(geo.y).reshape(lead) * scale,
             np.asarray(geo.fraction).reshape(lead))
 
 
 def simulate_frames(params, rates_mA_per_g, capacities_mAh_per_g, pixel_size_nm: float, *, numerics=None,
-                    **render) -> list[ImageStack]:
-    """Synthetic image stacks, one per rate, at the given passed capacities (:func:`simulate_snapshots` then
-    :func:`render_frames` with ``render`` options; each stack's noise seed is ``seed + its index``)."""
-    snaps, times = simulate_snapshots(params, rates_mA_per_g, capacities_mAh_per_g, numerics)
+                    outline=None, **render) -> list[ImageStack]:
+    """Synthetic image stacks, one per rate, at the given passed capacities (:func:`simulate_snapshots` on
+    ``outline``, then :func:`render_frames` with ``render`` options; each stack's noise seed is ``seed`` + its
+    index)."""
+    snaps, times, mesh = simulate_snapshots(params, rates_mA_per_g, capacities_mAh_per_g, numerics, outline)
     seed = render.pop("seed", 0)
-    return [render_frames(s, float(params.radius_m), pixel_size_nm, t, seed=seed + i, **render)
+    return [render_frames(s, mesh, float(params.radius_m), pixel_size_nm, t, seed=seed + i, **render)
             for i, (s, t) in enumerate(zip(snaps, times))]
 
 

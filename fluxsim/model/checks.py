@@ -184,7 +184,39 @@ def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
                 f" = {n_steps} is too coarse for protocol step {i} ({step.kind}): with save_every = "
                 f"{numerics.save_every} it saves {saves} state(s); at least {MIN_SAVES_PER_STEP} are needed "
                 f"(n_steps >= {MIN_SAVES_PER_STEP * numerics.save_every})"))
-    min_fraction = MIN_ARC_NODES / nphi
+    _check_arcs(nphi, "surface node spacings", prefix + "nphi", lambda needed: f"nphi >= {needed}", inputs,
+                describe, indices)
+    for i, point in enumerate(inputs):
+        profile = point.get("eta_profile")
+        k = i if indices is None else indices[i]
+        where = "" if describe is None else f" (sweep point {k}: {describe(k)})"
+        if profile is not None and len(profile) > nphi:
+            raise InputError(prefix + "nphi", (
+                f" = {nphi} is too coarse for eta_profile with {len(profile)} samples{where}: at least as many "
+                f"surface nodes as samples are needed (nphi >= {len(profile)})"))
+
+
+def check_rim_resolution(n_rim: int, inputs: Iterable[Mapping], *, spacing: float,
+                         describe: Callable[[int], str] | None = None, prefix: str = "numerics.",
+                         indices: Sequence[int] | None = None) -> None:
+    """Refuse a mesh too coarse for the blocked arcs (before any compute; the mesh core's resolution check).
+
+    With ``n_rim`` rim nodes (the outline's mesh at ``spacing``), every blocked arc of every point of ``inputs``
+    with a nonzero fraction, and the open rest of the perimeter when there is one, must span at least
+    :data:`MIN_ARC_NODES` rim node spacings (perimeter / ``n_rim``).
+
+    Raises:
+        InputError: naming ``prefix + "spacing"``, the arc it cannot resolve and a spacing that would do.
+    """
+    _check_arcs(n_rim, "rim node spacings", prefix + "spacing",
+                lambda needed: f"spacing <= {spacing * n_rim / needed:.3g}", inputs, describe, indices, spacing)
+
+
+def _check_arcs(n_nodes: int, unit: str, key: str, advice: Callable[[int | str], str], inputs: Iterable[Mapping],
+                describe, indices, value=None) -> None:
+    """Every arc with 0 < fraction (and the open rest) must span at least :data:`MIN_ARC_NODES` of ``n_nodes``."""
+    value = n_nodes if value is None else value
+    min_fraction = MIN_ARC_NODES / n_nodes
     for i, point in enumerate(inputs):
         arcs = [("blocked_fraction", float(point.get("blocked_fraction", 0.0)))]
         arcs += [(f"extra_arcs[{k}] fraction", float(row[1])) for k, row in enumerate(point.get("extra_arcs") or ())]
@@ -197,12 +229,7 @@ def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
                 continue
             needed = MIN_ARC_NODES / fraction
             needed = math.ceil(needed - 1e-9) if needed < 1e12 else f"{needed:.3g}"  # a subnormal fraction: inf
-            raise InputError(prefix + "nphi", (
-                f" = {nphi} is too coarse for {name} = {fraction:.6g}{where}: the arc spans "
-                f"{fraction * nphi:.3g} surface node spacings, at least {MIN_ARC_NODES:g} are needed (allowed: a "
-                f"fraction of 0 or >= {min_fraction:.6g}, or nphi >= {needed})"))
-        profile = point.get("eta_profile")
-        if profile is not None and len(profile) > nphi:
-            raise InputError(prefix + "nphi", (
-                f" = {nphi} is too coarse for eta_profile with {len(profile)} samples{where}: at least as many "
-                f"surface nodes as samples are needed (nphi >= {len(profile)})"))
+            raise InputError(key, (
+                f" = {value} is too coarse for {name} = {fraction:.6g}{where}: the arc spans "
+                f"{fraction * n_nodes:.3g} {unit}, at least {MIN_ARC_NODES:g} are needed (allowed: a "
+                f"fraction of 0 or >= {min_fraction:.6g}, or {advice(needed)})"))

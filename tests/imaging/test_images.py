@@ -5,11 +5,17 @@ import pytest
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
+from fluxsim.core.mesh import mesh_outline
+from fluxsim.core.outline import Ellipse
 from fluxsim.core.polar.solver import Numerics
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics as MeshNumerics
 from fluxsim.imaging import images as I
 from fluxsim.io import observations as obs_mod
 
-NUM = Numerics(nr=12, nphi=48, n_steps=48)
+NUM = Numerics(nr=12, nphi=48, n_steps=48)  # the fit's model (fluxsim.fit)
+#: The frames' simulation (mesh core): spacing R / 12, rtol 1e-2.
+MESH_NUM = MeshNumerics(spacing=1 / 12, integrator=RKLSettings(rtol=1e-2))
 RADIUS = 1.2e-6
 PIXEL_NM = 40.0
 THETA_CORE = 0.97
@@ -45,18 +51,18 @@ def known_run():
     """Snapshots of one eta = 0.3 particle at 100 and 400 mA/g, every 2 mAh/g to 48 mAh/g (past the core's end)."""
     params = make_params(eta=0.3, blocked_fraction=0.25, arc_center_rad=0.5, radius_m=RADIUS)
     capacities = np.linspace(0.0, 48.0, 25)
-    snaps, times = I.simulate_snapshots(params, [100.0, 400.0], capacities, NUM)
-    return snaps, times, I.hard_offsets(snaps, RADIUS, THETA_CORE)
+    snaps, times, mesh = I.simulate_snapshots(params, [100.0, 400.0], capacities, MESH_NUM)
+    return snaps, times, mesh, I.hard_offsets(snaps, mesh, RADIUS, THETA_CORE)
 
 
 @pytest.mark.parametrize("blur_px, noise, pixel_nm", [(0.0, 0.0, PIXEL_NM), (0.0, 0.003, PIXEL_NM),
                                                       (1.0, 0.003, 60.0)])
 def test_frames_reproduce_the_simulation_offsets_within_a_pixel(known_run, blur_px, noise, pixel_nm):
-    snaps, times, (x, y, fraction) = known_run
+    snaps, times, mesh, (x, y, fraction) = known_run
     worst = 0.0
     for i in range(snaps.shape[0]):
-        stack = I.render_frames(snaps[i], RADIUS, pixel_nm, times[i], centre_offset_px=(0.3, -0.2), blur_px=blur_px,
-                                noise=noise, seed=i)
+        stack = I.render_frames(snaps[i], mesh, RADIUS, pixel_nm, times[i], centre_offset_px=(0.3, -0.2),
+                                blur_px=blur_px, noise=noise, seed=i)
         m = I.analyse_frames(stack, rate_mA_per_g=100.0)  # mask segmented from the first frame
         assert abs(m.mask.sum() - stack.mask.sum()) <= 0.02 * stack.mask.sum()
         has_core = fraction[i] > 0.005  # a core of at least a few pixels
@@ -69,8 +75,8 @@ def test_frames_reproduce_the_simulation_offsets_within_a_pixel(known_run, blur_
 
 
 def test_stack_files_and_observations_round_trip(known_run, tmp_path):
-    snaps, times, _ = known_run
-    stack = I.render_frames(snaps[0], RADIUS, PIXEL_NM, times[0])
+    snaps, times, mesh, _ = known_run
+    stack = I.render_frames(snaps[0], mesh, RADIUS, PIXEL_NM, times[0])
     direct = I.analyse_frames(stack, rate_mA_per_g=100.0, particle="P1")
     for name in ("stack.npy", "stack.tif"):
         path = I.save_stack(stack.frames, tmp_path / name)
@@ -94,7 +100,7 @@ def test_fit_from_frames_recovers_eta():
     truth = 0.4
     params = make_params(eta=truth, blocked_fraction=0.25, arc_center_rad=0.0, radius_m=RADIUS)
     rates = [50.0, 100.0, 200.0, 400.0]
-    stacks = I.simulate_frames(params, rates, np.linspace(1.2, 24.0, 20), PIXEL_NM, numerics=NUM, noise=0.003,
+    stacks = I.simulate_frames(params, rates, np.linspace(1.2, 24.0, 20), PIXEL_NM, numerics=MESH_NUM, noise=0.003,
                                blur_px=0.7, centre_offset_px=(0.25, 0.4))
     obs = I.analyse_stacks(stacks, rates, particle="img", d_sigma_nm=PIXEL_NM / 2, with_core_fraction=False)
     assert obs.rates_mA_per_g == rates and obs.particles == ["img"]
@@ -102,3 +108,23 @@ def test_fit_from_frames_recovers_eta():
                    n_candidates=4, n_starts=1)
     assert abs(result.values["eta"] - truth) <= 0.05, result.summary()
     assert abs(result.values["eta"] - truth) <= 2 * result.standard_errors["eta"], result.summary()
+
+
+def test_frames_of_an_ellipse_have_its_area_and_its_occupancy():
+    """An ellipse (aspect 1.8, long axis at 0.4 rad) of a uniform occupancy: the rendered particle covers its
+    area pi R_eq**2 in pixels within 2 %, pixels inside show I(theta) and pixels outside the background; the
+    segmented mask is elongated along the long axis (second moments)."""
+    outline = Ellipse(1.8, 0.4)
+    mesh = mesh_outline(outline, 0.125)
+    theta = np.full((1, mesh.xy.shape[0]), 0.9)
+    stack = I.render_frames(theta, mesh, RADIUS, PIXEL_NM, [0.0], margin_px=3)
+    area_px = np.pi * (RADIUS * 1e9 / PIXEL_NM) ** 2
+    assert abs(stack.coverage.sum() / area_px - 1) < 0.02, stack.coverage.sum() / area_px
+    inside, outside = stack.coverage == 1.0, stack.coverage == 0.0
+    np.testing.assert_allclose(stack.frames[0][inside], I.linear_intensity()(0.9), rtol=1e-12)
+    np.testing.assert_allclose(stack.frames[0][outside], 0.3, rtol=1e-12)
+    rows, cols = np.nonzero(stack.mask)
+    x, y = cols - cols.mean(), -(rows - rows.mean())
+    u = np.array([np.cos(0.4), np.sin(0.4)])
+    along, across = (x * u[0] + y * u[1]).std(), (-x * u[1] + y * u[0]).std()
+    assert abs(along / across - 1.8) < 0.1, along / across  # semi-axes ratio of the ellipse

@@ -4,13 +4,14 @@ import math
 
 import numpy as np
 import pytest
-from helpers import batched, stack, unbatch
+from helpers import polar_batched as batched
+from helpers import stack, unbatch
 
-import fluxsim
 from fluxsim.api import make_params
+from fluxsim.core.polar import solver as polar
 from fluxsim.model.protocol import Charge, Rest
 
-NUMERICS = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
+NUMERICS = polar.Numerics(nr=8, nphi=32, n_steps=40)
 
 # (eta, blocked fraction, arc centre): arcs whose ends fall inside boundary cells (dphi = 2 pi / 32), full
 # blocking with a little transfer left, and no blocking.

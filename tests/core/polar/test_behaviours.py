@@ -8,15 +8,16 @@ from above, see README "Accuracy").
 
 import numpy as np
 import pytest
-from conftest import COARSE
-from helpers import batched, stack, unbatch
+from conftest import POLAR_COARSE as COARSE
+from helpers import polar_batched as batched
+from helpers import stack, unbatch
 
-import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
+from fluxsim.core.polar import solver as polar
 from fluxsim.model.protocol import Charge, Rest
 
-NUMERICS = fluxsim.Numerics(**COARSE)
+NUMERICS = polar.Numerics(**COARSE)
 FIG4 = [(1.0, 0.0), (0.7, 0.25), (0.3, 0.25), (0.3, 0.5)]  # cases (a)-(d) at 100 mA/g
 RATES = [50.0, 100.0, 200.0, 400.0]
 MINUTES = np.array([300.0, 600.0, 900.0, 1200.0])

@@ -12,13 +12,14 @@ occupancy varies by O(1) across the particle and an absolute error below 1e-3 is
 import numpy as np
 import pytest
 from bessel_series import PARAMS, PROTOCOL, TIMES_S, D, exact
-from helpers import batched, stack, unbatch
+from helpers import polar_batched as batched
+from helpers import stack, unbatch
 
-import fluxsim
+from fluxsim.core.polar import solver as polar
 
 
 def snapshots(nr, nphi, n_steps):
-    numerics = fluxsim.Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
+    numerics = polar.Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
     out = unbatch(batched(numerics, PROTOCOL, TIMES_S)(stack([PARAMS])), 0)
     return numerics.grid.r, np.asarray(out.snapshots)
 
@@ -43,7 +44,7 @@ def test_error_at_default_resolution_below_1e_3():
 
     Measured: 3.4e-4, 1.8e-4, 9.2e-5 at 250, 1000, 5000 s.
     """
-    defaults = fluxsim.Numerics()
+    defaults = polar.Numerics()
     r, fields = snapshots(defaults.nr, defaults.nphi, defaults.n_steps)
     errors = max_errors(r, fields)
     assert np.all(errors < 1e-3), errors

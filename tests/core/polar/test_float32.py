@@ -8,12 +8,13 @@ the 200 steps; the exact figures depend on the CPU's instruction set).
 import dataclasses
 
 import numpy as np
-from conftest import COARSE
-from helpers import batched, stack, unbatch
+from conftest import POLAR_COARSE as COARSE
+from helpers import polar_batched as batched
+from helpers import stack, unbatch
 
-import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
+from fluxsim.core.polar import solver as polar
 
 TIMES = np.array([300.0, 600.0, 900.0])
 
@@ -22,7 +23,7 @@ def test_float32_matches_float64():
     p = make_params(eta=0.3, blocked_fraction=0.25)
     runs = {}
     for dtype in ("float64", "float32"):
-        numerics = dataclasses.replace(fluxsim.Numerics(**COARSE), dtype=dtype)
+        numerics = dataclasses.replace(polar.Numerics(**COARSE), dtype=dtype)
         runs[dtype] = unbatch(batched(numerics, snapshot_times_s=(600.0,))(stack([p])), 0)
     a, b = runs["float64"], runs["float32"]
     for name, value in b._asdict().items():

@@ -18,13 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
+from fluxsim.core.polar import solver as polar
 from fluxsim.core.polar.solver import simulate
 from fluxsim.model.protocol import Charge
 
-NUMERICS = fluxsim.Numerics(nr=8, nphi=32, n_steps=40)
+NUMERICS = polar.Numerics(nr=8, nphi=32, n_steps=40)
 T = 600.0
 NAMES_A = ["eta", "blocked_fraction", "arc_center_rad", "radius_um", "rate_mA_per_g", "D_hi_1e-14", "theta0"]
 # theta0 below 1: D is clipped at theta = 1, so central differences around exactly 1 would straddle a kink.

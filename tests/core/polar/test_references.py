@@ -7,15 +7,16 @@ fluxsim's code.
 
 import numpy as np
 import pytest
-from helpers import batched, stack, unbatch
+from helpers import polar_batched as batched
+from helpers import stack, unbatch
 from reference.fem2d import solve_fem2d
 from reference.radial1d import solve_radial1d
 
-import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
+from fluxsim.core.polar import solver as polar
 
-DEFAULT = fluxsim.Numerics()
+DEFAULT = polar.Numerics()
 
 
 def test_eta1_against_radial_reference():

@@ -3,14 +3,16 @@
 import math
 
 import numpy as np
-from conftest import COARSE
-from helpers import batched, stack, unbatch
+from conftest import POLAR_COARSE as COARSE
+from helpers import polar_batched as batched
+from helpers import stack, unbatch
 
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
+from fluxsim.core.polar import solver as polar
 
-NUMERICS = fluxsim.Numerics(**COARSE)
+NUMERICS = polar.Numerics(**COARSE)
 DPHI = 2 * math.pi / NUMERICS.nphi
 BASE = 2.0
 ANGLES = [BASE, BASE + 5 * DPHI, BASE + 0.3, BASE + 0.3 + DPHI / 3]
