@@ -20,8 +20,13 @@ REFUSALS = [
      f"runtime.devices = 5 but this machine has {len(jax.local_devices())} cpu device(s)"),
     ("platform", ["runtime.platform=gpu"], "runtime.platform = 'gpu' is not available on this machine"),
     ("budget", ["runtime.memory_budget_gb=0.001"],
-     "sweep.chunk_size = 4 needs ~0.00214 GB per device (4 simulations x 0.534 MB / 1 device(s), estimated), over "
+     "sweep.chunk_size = 4 needs ~0.0012 GB per device (4 simulations x 0.3 MB / 1 device(s), estimated), over "
      "the budget runtime.memory_budget_gb = 0.001"),
+    ("aspect", ["geometry.aspect=0.5"], "geometry.aspect = 0.5 is outside the allowed range [1, 20]"),
+    ("pixel_size", ["geometry.outline=ellipse", "geometry.pixel_size_m=1e-8"],
+     "geometry.pixel_size_m = 1e-08 has no effect with geometry.outline = ellipse"),
+    ("polygon", ["geometry.outline=polygon", "geometry.vertices=[[0,0],[1,1],[1,0],[0,1]]"],
+     "geometry.vertices: Polygon edges cross: the vertices must trace a simple (non-self-intersecting) outline"),
 ]
 
 

@@ -142,7 +142,9 @@ def test_points_crossed_with_grid():
         (["+numerics.nr=32"], "numerics has unknown keys ['nr']"),
         (["sweep=single", "surface.blocked_fraction=0.01"], "numerics.spacing = 0.125 is too coarse for "
                                                              "blocked_fraction = 0.01"),
-        (["geometry.aspect=0.5"], "geometry.aspect = 0.5 has no effect with geometry.outline = disk"),
+        (["geometry.aspect=0.5"], "geometry.aspect = 0.5 is outside the allowed range [1, 20]"),
+        (["geometry.aspect=2"], "geometry.aspect = 2 has no effect with geometry.outline = disk (it is an input of "
+                                "the ellipse outline: geometry.outline=ellipse)"),
         (["geometry=ellipse", "geometry.aspect=0.5"], "geometry.aspect = 0.5 is outside the allowed range [1, 20]"),
         (["geometry=ellipse", "geometry.aspect=30"], "geometry.aspect = 30.0 is outside the allowed range [1, 20]"),
         (["geometry.outline=ellipse", "geometry.pixel_size_m=1e-8"], "geometry.pixel_size_m = 1e-08 has no effect "
