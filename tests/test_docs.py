@@ -44,6 +44,7 @@ from app_support import CACHE_DIR, REPO, compose_cfg, run_python
 
 import fluxsim
 from fluxsim.app import config, hydra_glue
+from fluxsim.core.solve import Numerics
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SLOW_MARKER = "<!-- doctest: slow -->"
@@ -254,16 +255,18 @@ def numerics_option(name: str) -> dict:
     return yaml.safe_load((REPO / "conf" / "numerics" / f"{name}.yaml").read_text())
 
 
-#: The one documented difference between ``numerics=default`` and ``fluxsim.Numerics()``: the command line stores
-#: every 4th state (the same time steps; a quarter of the series' size).
-CLI_DEFAULT_CHANGES = {"save_every": 4}
+#: The numerics group's flat keys: fields of the mesh core's ``Numerics`` and of its ``RKLSettings`` integrator.
+INTEGRATOR_KEYS = ("rtol", "atol", "max_steps", "max_stages")
 
 
 def test_command_line_default_numerics_are_the_core_defaults():
-    core = dataclasses.asdict(fluxsim.Numerics())
+    core = Numerics()
+    defaults = {**dataclasses.asdict(core.integrator), **dataclasses.asdict(core)}
     default = numerics_option("default")
-    assert {k: core[k] for k in default} | CLI_DEFAULT_CHANGES == default
-    assert config.load(compose_cfg([])).numerics == fluxsim.Numerics(**CLI_DEFAULT_CHANGES)
+    assert {k: defaults[k] for k in default} == default
+    assert set(default) == set(config.NUMERICS_KEYS) - {"dtype"} | set(INTEGRATOR_KEYS)
+    # the command line's one addition: the integer exponent of the power law every default point has
+    assert config.load(compose_cfg([])).numerics == Numerics(integer_exponent=3)
 
 
 def test_readme_quotes_the_core_numerics_defaults():
@@ -279,19 +282,20 @@ def test_readme_quotes_the_core_numerics_defaults():
 def test_cli_doc_quotes_the_numerics_options():
     text = (REPO / "docs" / "cli.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| `numerics` |"))
-    quoted = re.findall(r"`(\w+)` \((\d+)x(\d+)(?:, (\d+)(?: steps)?)?", row)
+    quoted = re.findall(r"`(\w+)` \(spacing 1/(\d+), rtol ([0-9.e-]+)", row)
     assert {name for name, *_ in quoted} == {p.stem for p in (REPO / "conf" / "numerics").glob("*.yaml")}
-    for name, nr, nphi, n_steps in quoted:
+    for name, inverse, rtol in quoted:
         option = numerics_option(name)
-        assert (int(nr), int(nphi)) == (option["nr"], option["nphi"]), name
-        if n_steps:
-            assert int(n_steps) == option["n_steps"], name
+        assert option["spacing"] == pytest.approx(1 / int(inverse), rel=1e-12), name
+        assert option["rtol"] == float(rtol), name
     section = text[text.index("## The default job and its numerics"):]
-    sentence = re.search(r"Numerics `numerics=default`: nr = (\d+) rings.*?nphi = (\d+), (\d+) time steps, "
-                         r"stored every (\d+)", section, re.S)
+    sentence = re.search(r"Numerics `numerics=default`: mesh spacing 1/(\d+) of the equivalent radius.*?rtol "
+                         r"([0-9.e-]+), atol ([0-9.e-]+), at most (\d+) steps", section, re.S)
     assert sentence, "docs/cli.md no longer states the default numerics"
     default = numerics_option("default")
-    assert [int(g) for g in sentence.groups()] == [default[k] for k in ("nr", "nphi", "n_steps", "save_every")]
+    inverse, rtol, atol, max_steps = sentence.groups()
+    assert (1 / int(inverse), float(rtol), float(atol), int(max_steps)) == \
+        (default["spacing"], default["rtol"], default["atol"], default["max_steps"])
 
 
 def test_documented_run_folder_is_the_default_jobs_folder():
