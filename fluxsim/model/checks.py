@@ -209,7 +209,7 @@ def check_rim_resolution(n_rim: int, inputs: Iterable[Mapping], *, spacing: floa
         InputError: naming ``prefix + "spacing"``, the arc it cannot resolve and a spacing that would do.
     """
     _check_arcs(n_rim, "rim node spacings", prefix + "spacing",
-                lambda needed: f"spacing <= {spacing * n_rim / needed:.3g}", inputs, describe, indices, spacing)
+                lambda needed: f"spacing <= {spacing * n_rim / float(needed):.3g}", inputs, describe, indices, spacing)
 
 
 def _check_arcs(n_nodes: int, unit: str, key: str, advice: Callable[[int | str], str], inputs: Iterable[Mapping],

@@ -132,6 +132,9 @@ def check_shape(section: Mapping) -> tuple[ShapeSpec, float | None]:
     outline = section.get("outline", entries["outline"].default)
     if outline not in catalogue.OUTLINES:
         raise _fail("outline", f" = {outline!r} is not an outline; allowed: {', '.join(catalogue.OUTLINES)}")
+    values = {}  # ranges first: geometry.aspect=0.5 is out of range whatever the outline
+    for name in ("aspect", "orientation_rad"):
+        values[name] = check_value(f"geometry.{name}", name, section.get(name, entries[name].default))
     applies = {"ellipse": catalogue.ELLIPSE, "polygon": catalogue.POLYGON, "mask": catalogue.MASK}.get(outline)
     for name in NAMES[1:]:
         entry = entries[name]
@@ -140,9 +143,6 @@ def check_shape(section: Mapping) -> tuple[ShapeSpec, float | None]:
             kind = entry.applies.split()[-1]
             raise _fail(name, f" = {value!r} has no effect with geometry.outline = {outline} (it is an input of "
                         f"the {kind} outline: geometry.outline={kind}); leave it at {entry.default!r}")
-    values = {}
-    for name in ("aspect", "orientation_rad"):
-        values[name] = check_value(f"geometry.{name}", name, section.get(name, entries[name].default))
     spec = ShapeSpec(outline, values["aspect"], values["orientation_rad"])
     radius = None
     if outline == "polygon":

@@ -82,19 +82,15 @@ INVALID = [
                                     f"{_TABLE_D}=[1e-14,1e-15,1e-20]"],
      "table_theta = [-0.1, 0.5, 1.0] is outside the allowed range [0, 1] (it spans [-0.1, 1.0])"),
     ("resolution: blocked arc narrower than a node spacing",
-     ["sweep=single", "+sweep.grid.blocked_fraction=[0.25,0.02]"],
-     "numerics.nphi = 32 is too coarse for blocked_fraction = 0.02 (sweep point 1: blocked_fraction=0.02): the arc "
-     "spans 0.64 surface node spacings, at least 1 are needed (allowed: a fraction of 0 or >= 0.03125, or nphi >= 50)"),
+     ["sweep=single", "+sweep.grid.blocked_fraction=[0.25,0.01]"],
+     "numerics.spacing = 0.125 is too coarse for blocked_fraction = 0.01 (sweep point 1: blocked_fraction=0.01): the "
+     "arc spans 0.5 rim node spacings, at least 1 are needed (allowed: a fraction of 0 or >= 0.02, or spacing <= "
+     "0.0625)"),
     ("resolution: open arc narrower than a node spacing",
      ["sweep=single", "surface.blocked_fraction=0.99", "surface.eta=0.5"],
-     "numerics.nphi = 32 is too coarse for open rest of the perimeter (1 - blocked fractions) = 0.01"),
-    ("resolution: too few saved states", ["numerics.n_steps=12"],
-     "numerics.n_steps = 12 is too coarse for protocol step 0 (charge): with save_every = 4 it saves 3 "
-     "state(s); at least 4 are needed (n_steps >= 16)"),
-    ("resolution: too few steps in one protocol step", ["protocol=charge_rest", "numerics.save_every=2",
-                                                        "protocol.steps=[{kind:charge},{kind:rest,duration_s:60,"
-                                                        "n_steps:6}]"],
-     "protocol.steps[1].n_steps = 6 is too coarse for protocol step 1 (rest)"),
+     "numerics.spacing = 0.125 is too coarse for open rest of the perimeter (1 - blocked fractions) = 0.01"),
+    ("mesh numerics: spacing out of range", ["numerics.spacing=0.001"],
+     "numerics.spacing must be a number in [0.004, 0.25] (units of the equivalent radius), got 0.001"),
     ("sweep without points (list)", ["sweep=single", "+sweep.grid.eta=[]"],
      "sweep.grid.eta = [] gives a sweep with no points"),
     ("sweep without points (range)", ["sweep=single", "+sweep.grid.eta={start:0.1,stop:1,num:0}"],
@@ -128,9 +124,10 @@ def test_invalid_input_fails_before_compute(overrides, message):
 
 
 def test_documented_edges_are_valid():
-    """The edges of the allowed ranges (and of the resolution criterion at nphi = 32) are accepted."""
-    job = load_job(["sweep=single", "+sweep.grid.blocked_fraction=[0,0.03125,0.96875,1]", "surface.eta=0.5",
-                    "protocol.theta0=0.2000001", "numerics.n_steps=16"])
+    """The edges of the allowed ranges (and of the resolution criterion at spacing 1/8: 50 rim nodes) are
+    accepted."""
+    job = load_job(["sweep=single", "+sweep.grid.blocked_fraction=[0,0.02,0.98,1]", "surface.eta=0.5",
+                    "protocol.theta0=0.2000001"])
     assert job.sweep.size == 4
     load_job(["sweep=single", "surface.eta=0", "surface.blocked_fraction=0.5", "protocol.theta_cut=0.999"])
 
@@ -156,7 +153,7 @@ def test_fluxsim_refuses_before_compute(tmp_path, case):
     path = tmp_path / "study" / "results.zarr"
     if case == "config":
         code, text = _cli_refusal(tmp_path, "sweep=single", "surface.blocked_fraction=0.01")
-        assert code == 2 and "numerics.nphi = 32 is too coarse for blocked_fraction = 0.01" in text
+        assert code == 2 and "numerics.spacing = 0.125 is too coarse for blocked_fraction = 0.01" in text
     elif case == "unwritable":
         (tmp_path / "study").write_text("a file, not a folder")
         code, text = _cli_refusal(tmp_path, f"output.store={path}")
