@@ -15,7 +15,6 @@ Config keys carry the unit-suffixed names of ``make_params`` (``surface.eta``, `
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -32,6 +31,8 @@ from fluxsim.model.checks import MIN_ARC_NODES  # noqa: F401  (re-exported: the 
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.protocol import Charge, Discharge, Rest, check_protocol
 from fluxsim.study.plan import block_shape
+from fluxsim.study.shapes import ShapeSpec, check_shape
+from fluxsim.study.shapes import check_value as check_shape_value
 from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
     POINT_DIM,
     ConfigError,
@@ -43,8 +44,6 @@ from fluxsim.study.spec import (  # noqa: F401  (re-exported: the typed job)
     SweepSpec,
     parse_shard,
 )
-from fluxsim.study.shapes import ShapeSpec, check_shape
-from fluxsim.study.shapes import check_value as check_shape_value
 
 #: Scalar inputs of ``make_params`` (sweepable) -> (UDUNITS unit, long name): the catalogue's.
 INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.INPUTS[n].unit, catalogue.INPUTS[n].long_name)
@@ -52,6 +51,9 @@ INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.INPUTS[n].unit, catalogue.IN
 
 #: Config key (group.key) -> make_params keyword, for every physical input: the catalogue's.
 CONFIG_INPUTS: dict[str, str] = catalogue.BY_CONFIG_KEY
+
+#: The default outline's shape inputs.
+DISK_SHAPE = ShapeSpec()
 
 #: Shape inputs that can be swept (``geometry.aspect``, ``geometry.orientation_rad``) -> (unit, long name).
 SHAPE_INPUTS: dict[str, tuple[str, str]] = {n: (catalogue.SHAPE_INPUTS[n].unit, catalogue.SHAPE_INPUTS[n].long_name)
@@ -275,7 +277,7 @@ def _values(path: str, spec) -> np.ndarray:
     return values
 
 
-def _check_sweepable(path: str, name: str, base: Mapping, protocol, shape: ShapeSpec = ShapeSpec()) -> None:
+def _check_sweepable(path: str, name: str, base: Mapping, protocol, shape: ShapeSpec = DISK_SHAPE) -> None:
     if name in SHAPE_INPUTS:
         if shape.outline != "ellipse":
             raise ConfigError(f"{path}: {name} has no effect with geometry.outline = {shape.outline} (it is an input "
@@ -308,7 +310,7 @@ def _check_shape_values(path: str, name: str, values) -> None:
         check_shape_value(path, name, float(value))
 
 
-def _sweep(cfg: Mapping, base: Mapping, protocol, shape: ShapeSpec = ShapeSpec()) -> SweepSpec:
+def _sweep(cfg: Mapping, base: Mapping, protocol, shape: ShapeSpec = DISK_SHAPE) -> SweepSpec:
     section = _get(cfg, "sweep")
     unknown = set(section) - {"name", "grid", "points", "chunk_size", "shard"}
     if unknown:

@@ -6,9 +6,9 @@ A batch is the pytree of its points' ``Params`` with a leading axis (:func:`stac
 unbatched mesh when the job has one outline), sharded over the local devices along that axis (``NamedSharding``
 over a 1-D ``Mesh``) and run through ``jit(vmap(point, mesh -> simulate -> point_outputs))`` of the mesh core
 (:func:`fluxsim.core.solve.simulate`), compiled once ahead of time (:func:`compile_runner`); the last blocks are
-padded with copies of a real point, so nothing recompiles. The next batch is dispatched before the previous one is written, so writing
-overlaps compute (:func:`run_blocks`). The numerical core never sees any of this: it only ever simulates one
-particle. The pattern is described in docs/architecture.md.
+padded with copies of a real point, so nothing recompiles. The next batch is dispatched before the previous one is
+written, so writing overlaps compute (:func:`run_blocks`). The numerical core never sees any of this: it only ever
+simulates one particle. The pattern is described in docs/architecture.md.
 """
 
 from __future__ import annotations
