@@ -37,7 +37,6 @@ def main() -> None:
 
     from fluxsim.app import cli, config
     from fluxsim.study import batch as batch_mod
-    from fluxsim.study import extract as extract_mod
     from fluxsim.study import plan as plan_mod
 
     overrides = [
@@ -62,8 +61,7 @@ def main() -> None:
           "target < 1 GB)")
     print(f"  {prepared.plan.describe()}")
     if args.measure:
-        runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                      extract_mod.extraction_for(job), size=4, devs=prepared.devs)
+        runner = batch_mod.compile_at(job, prepared.devs)(4)
         measured = plan_mod.footprint_bytes(runner) / 4
         estimate = plan_mod.point_bytes_estimate(job)
         print(f"  memory per simulation: estimate {estimate / 1e6:.3g} MB, XLA {measured / 1e6:.3g} MB "

@@ -30,7 +30,6 @@ from jax._src.dispatch import BACKEND_COMPILE_EVENT  # noqa: E402
 from fluxsim.app import config  # noqa: E402
 from fluxsim.precision import enable_float64
 from fluxsim.study import batch as batch_mod
-from fluxsim.study import extract as extract_mod
 from fluxsim.study import plan as plan_mod
 
 enable_float64()  # the solver's validated float64 (fluxsim.precision)
@@ -67,14 +66,13 @@ def main(argv=None) -> None:
         job = config.load(cfg)
         size = plan_mod.batch_size(chunk, len(devs))
         seen = len(COMPILES)
-        runner = batch_mod.compile_runner(job.params[0], job.protocol, job.numerics, job.output.snapshot_times_s,
-                                      extract_mod.extraction_for(job), size=size, devs=devs)
+        runner = batch_mod.compile_at(job, devs)(size)
         todo = plan_mod.blocks(job.sweep.shape, job.sweep.chunk_shape)
         before = len(COMPILES)
         if not args.cache and before == seen:  # the listener must see the runner's own compilation
             raise RuntimeError("the compile listener saw no compilation: the recompile count would be meaningless")
         start = time.perf_counter()
-        batch_mod.run_blocks(runner, job.params, todo, lambda block, out: None)
+        batch_mod.run_blocks(runner, job.params, todo, lambda block, out: None, meshes=batch_mod.meshes_of(job))
         run_s = time.perf_counter() - start
         recompiles = len(COMPILES) - before
         rate = args.points / run_s
