@@ -1,5 +1,12 @@
 """The forward model of a fit (pure JAX): problem description, traced data, reparameterisation, time
-rescaling, model curves and weighted residuals (:mod:`fluxsim.fit`)."""
+rescaling, model curves and weighted residuals (:mod:`fluxsim.fit`).
+
+The model is the mesh core :func:`fluxsim.core.solve.simulate` on the particle's own outline: the outline is meshed
+once on the host at ``numerics.spacing`` (:func:`fit_mesh`) and the :class:`~fluxsim.core.mesh.TriMesh` travels as a
+traced input (:class:`Extra`), so another particle whose mesh falls in the same node-count buckets reuses the
+compiled programs. Every rate is simulated on one static grid of ``SAVE_POINTS`` canonical times (time rescaling,
+:func:`time_rescaled`) and interpolated linearly to the measurement times.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluxsim.api import replace
-from fluxsim.core import outputs
-from fluxsim.core.polar.solver import Numerics, simulate
+from fluxsim.core.mesh import TriMesh, mesh_outline
+from fluxsim.core.outline import Disk
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics, simulate
+from fluxsim.model.diffusivity import PowerLaw
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import catalogue
 from fluxsim.model._pytree import Interface
@@ -26,8 +36,12 @@ from fluxsim.model.protocol import Charge
 CANONICAL_HORIZON_S = 1000.0
 #: Simulated window = this factor x the last measurement (in passed capacity).
 HORIZON_MARGIN = 1.05
-#: Default discretisation of fits (see the module docstring for its accuracy).
-DEFAULT_NUMERICS = Numerics(nr=16, nphi=64, n_steps=64)
+#: Default discretisation of fits: mesh spacing R_eq / 24 and rtol 1e-3 (their discretisation bias in eta is below
+#: 0.5 standard error on 4 rates x 20 points: ``benchmarks/bench_fit.py``); no line cut (a fit does not use it).
+DEFAULT_NUMERICS = Numerics(spacing=1 / 24, integrator=RKLSettings(rtol=1e-3, atol=1e-5), line_cut_samples=3)
+#: Canonical save times of every (time-rescaled) series over the simulated window; the model is interpolated
+#: linearly between them (d(t) is smooth: 128 intervals leave < 0.1 nm).
+SAVE_POINTS = 129
 #: Uncertainties assumed where the file gives none (the covariance is then rescaled by the reduced chi2).
 DEFAULT_D_SIGMA_NM = obs_mod.DEFAULT_D_SIGMA_NM  # stated with the CSV format
 DEFAULT_CORE_FRACTION_SIGMA = 0.02
@@ -55,6 +69,11 @@ class Problem:
     transforms: tuple[str, ...]
     numerics: Numerics
     horizon_s: float = CANONICAL_HORIZON_S
+    n_save: int = SAVE_POINTS
+
+    @property
+    def save_times_s(self) -> tuple[float, ...]:
+        return tuple(float(t) for t in np.linspace(0.0, self.horizon_s, self.n_save))
 
 
 class Data(NamedTuple):
@@ -76,6 +95,7 @@ class Extra(NamedTuple):
     """Traced inputs of the compiled functions besides the unconstrained parameters."""
 
     base: Params
+    mesh: TriMesh  # the particle's outline, meshed (nondimensional; traced)
     data: Data
     scales: jnp.ndarray  # (k,) scale of log-parameterised inputs
     mask: jnp.ndarray  # (k,) 1: free, 0: held (profile re-optimisation)
@@ -226,23 +246,55 @@ def _held(series, present):
     return jnp.where(present, series, 0.0)[last]
 
 
-def model_curves(params: Params, data: Data, problem: Problem) -> Curves:
-    """Smooth core metrics of every series (vmapped over rates), in physical time."""
+def fit_numerics(numerics: Numerics, base: Params) -> Numerics:
+    """``numerics`` with ``integer_exponent`` set when the base's power law has a fixed integer exponent (the
+    exponent is never fitted): the Kirchhoff potential then takes multiplications, same values to rounding."""
+    law = base.diffusivity
+    if numerics.integer_exponent is None and isinstance(law, PowerLaw):
+        m = np.asarray(law.exponent)
+        if m.ndim == 0 and float(m) == round(float(m)) and float(m) >= 1:
+            return dataclasses.replace(numerics, integer_exponent=int(round(float(m))))
+    return numerics
+
+
+def fit_mesh(outline=None, numerics: Numerics = DEFAULT_NUMERICS) -> TriMesh:
+    """The mesh of a fit: ``outline`` (default :class:`~fluxsim.core.outline.Disk`) at ``numerics.spacing``."""
+    return mesh_outline(Disk() if outline is None else outline, numerics.spacing)
+
+
+def offset_nm(x, y):
+    """``|(x, y)|`` whose derivative is safe (0) where the offset is exactly 0."""
+    nonzero = (x != 0) | (y != 0)
+    return jnp.where(nonzero, jnp.hypot(jnp.where(nonzero, x, 1.0), jnp.where(nonzero, y, 0.0)), 0.0)
+
+
+def simulate_series(params: Params, mesh: TriMesh, data: Data, problem: Problem, snapshot_times_s=()):
+    """The time-rescaled solutions of every rate (vmapped): ``(Solution, physical time factor (S,))``."""
     protocol = (Charge(max_duration_s=problem.horizon_s, until_cutoff=False),)
 
     def one(rate):
-        solution = simulate(time_rescaled(params, data.rate_sim, rate), protocol, problem.numerics)
+        return simulate(time_rescaled(params, data.rate_sim, rate), mesh, protocol, problem.numerics,
+                        problem.save_times_s, snapshot_times_s)
+
+    return jax.vmap(one)(data.rate), data.rate_sim / data.rate
+
+
+def model_curves(params: Params, mesh: TriMesh, data: Data, problem: Problem) -> Curves:
+    """Smooth core metrics of every series (vmapped over rates), in physical time."""
+    solutions, factor = simulate_series(params, mesh, data, problem)
+
+    def one(solution, factor):
         present = solution.smooth_core_fraction > 0
-        d = outputs.offset_nm(solution, smooth=True)
+        d = offset_nm(solution.smooth_core_x_nm, solution.smooth_core_y_nm)
         return Curves(
-            t_s=solution.t_s * data.rate_sim / rate,
+            t_s=solution.t_s * factor,
             d_nm=_held(jnp.where(present, d, 0.0), present),
             x_nm=_held(solution.smooth_core_x_nm, present),
             y_nm=_held(solution.smooth_core_y_nm, present),
             core_fraction=solution.smooth_core_fraction,
         )
 
-    return jax.vmap(one)(data.rate)
+    return jax.vmap(one)(solutions, factor)
 
 
 def _at_data(curves: Curves, data: Data) -> Curves:
@@ -253,7 +305,7 @@ def _at_data(curves: Curves, data: Data) -> Curves:
 def residuals(u, extra: Extra, problem: Problem):
     """Weighted residuals (flat, ``4 S N``: |d|, d_x, d_y, core fraction per point) and the model curves."""
     params = replace(extra.base, **_to_physical(u, extra.scales, problem))
-    curves = model_curves(params, extra.data, problem)
+    curves = model_curves(params, extra.mesh, extra.data, problem)
     m, data = _at_data(curves, extra.data), extra.data
     r = jnp.stack([
         data.w_mag * (m.d_nm - data.d),

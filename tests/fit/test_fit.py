@@ -18,10 +18,11 @@ from app_support import assert_figure
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import Numerics
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics
 from fluxsim.io import observations as obs_mod
 
-NUM = Numerics(nr=12, nphi=48, n_steps=48)
+NUM = Numerics(spacing=0.125, integrator=RKLSettings(rtol=1e-2, atol=1e-4), line_cut_samples=3)  # small and quick
 RATES = (50.0, 100.0, 200.0, 400.0)
 CAPACITIES = np.linspace(1.0, 20.0, 20)  # mAh/g
 TIMES = [CAPACITIES * 3600.0 / r for r in RATES]
@@ -200,7 +201,7 @@ def test_cli_fit_end_to_end(tmp_path):
     out = tmp_path / "fit"
     exe = Path(sys.executable).with_name("fluxsim")
     cmd = [str(exe), "fit", str(csv), "--params", "eta", "--blocked-fraction", str(BLOCKED), "--out", str(out),
-           "--numerics", f"{NUM.nr},{NUM.nphi},{NUM.n_steps}", "--candidates", "3", "--starts", "1", "--quiet",
+           "--spacing", str(NUM.spacing), "--rtol", str(NUM.integrator.rtol), "--candidates", "3", "--starts", "1", "--quiet",
            f"arc_center_rad={ARC}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
