@@ -34,8 +34,11 @@ with the covariance then scaled by the reduced chi2, as ``scipy.optimize.curve_f
 
 The model is the mesh core (:func:`fluxsim.core.solve.simulate`) on the particle's own outline (``outline=``, a
 :mod:`fluxsim.core.outline` shape, default the disk; e.g. from :func:`fluxsim.imaging.segment.particles_from_stack`),
-meshed once at ``numerics.spacing``. It uses the *smooth* core metrics (sigmoid of width ``core_smoothing``), so the
-misfit is smooth in every input. After the model's core has vanished its offset is held at its last value.
+meshed once at ``numerics.spacing``. By default it compares the *hard* core metric (theta > theta_core, exact
+clipping of the P1 field on the triangles), which is what a thresholded image measures and is continuous and
+piecewise smooth in every input; ``metric="smooth"`` uses the sigmoid-weighted one (``core_smoothing``), smooth but
+a few nm off the hard one (:data:`fluxsim.fit.model.METRICS`). After the model's core has vanished its offset is
+held at its last value.
 
 Uncertainty, two kinds side by side (:attr:`FitResult.intervals`):
 
@@ -152,6 +155,7 @@ def fit(
     start: Mapping[str, float] | None = None,
     numerics: Numerics | None = None,
     outline=None,
+    metric: str = "hard",
     method: str = "lm",
     n_candidates: int = 6,
     n_starts: int | None = None,
@@ -180,6 +184,8 @@ def fit(
             ``integer_exponent`` is set where the power law's exponent is a fixed integer.
         outline: the particle's outline (a :mod:`fluxsim.core.outline` shape; default the disk); the radius is the
             equivalent radius (``radius_m=``, else the observations' ``radius_m``).
+        metric: the model's core metric, ``"hard"`` (default: theta > theta_core by exact clipping, what a
+            thresholded image measures) or ``"smooth"`` (:data:`fluxsim.fit.model.METRICS`).
         method: ``"lm"`` (default: Levenberg-Marquardt on the weighted residuals, reusing the one compiled
             residual-and-Jacobian program; a few seconds per fit once compiled), ``"lbfgs"`` (optax L-BFGS with
             zoom line search; compiles a second, larger program) or ``"adam"`` (optax).
@@ -219,7 +225,7 @@ def fit(
         if verbose:
             print(f"[fit {time.perf_counter() - t_begin:6.1f} s] {msg}", flush=True)
 
-    setup = _problem(observations, names, model, base, start, numerics, outline, inputs)
+    setup = _problem(observations, names, model, base, start, numerics, outline, metric, inputs)
     chi2_at = _Evaluations(setup)
     scored, candidate_report = _candidates(setup, chi2_at, n_candidates, seed, log)
     runner = _Runner(setup, chi2_at, method, tolerance, learning_rate)
@@ -242,7 +248,7 @@ def fit(
         params=fitted_params, inputs=fixed_inputs(fitted_params), observations=observations,
         curves=Curves(*(np.asarray(c) for c in stats.curves)),
         fitted=Curves(*(np.asarray(c) for c in _at_data(stats.curves, setup.data))),
-        outline=setup.outline, intervals=interval_report,
+        outline=setup.outline, intervals=interval_report, metric=metric,
     )
     log(f"done: {_values_text(u_best, setup.scales, setup.problem)}")
     return result
@@ -289,7 +295,7 @@ class _Setup:
         return len(self.names)
 
 
-def _problem(observations, names, model, base, start, numerics, outline, inputs) -> _Setup:
+def _problem(observations, names, model, base, start, numerics, outline, metric, inputs) -> _Setup:
     """Problem set-up: the base parameters, start values, transforms, scales and the data of ``observations``."""
     particle = observations.particles[0]
     start = dict(start or {})
@@ -325,7 +331,7 @@ def _problem(observations, names, model, base, start, numerics, outline, inputs)
                                  ) from None
     _check_arc_resolution(base, names, numerics)
     transforms = tuple(_transform(n, model) for n in names)
-    problem = Problem(names, transforms, fit_numerics(numerics, base))
+    problem = Problem(names, transforms, fit_numerics(numerics, base), metric=metric)
     outline = Disk() if outline is None else outline
     mesh = fit_mesh(outline, problem.numerics)
     scales = np.array([start[n] if TRANSFORMS[k].relative else 1.0 for n, k in zip(names, transforms)], float)

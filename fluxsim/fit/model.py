@@ -36,9 +36,16 @@ from fluxsim.model.protocol import Charge
 CANONICAL_HORIZON_S = 1000.0
 #: Simulated window = this factor x the last measurement (in passed capacity).
 HORIZON_MARGIN = 1.05
-#: Default discretisation of fits: mesh spacing R_eq / 24 and rtol 1e-3 (their discretisation bias in eta is below
-#: 0.5 standard error on 4 rates x 20 points: ``benchmarks/bench_fit.py``); no line cut (a fit does not use it).
-DEFAULT_NUMERICS = Numerics(spacing=1 / 24, integrator=RKLSettings(rtol=1e-3, atol=1e-5), line_cut_samples=3)
+#: Default discretisation of fits: the solver's mesh spacing R_eq / 32 with rtol 1e-3 (R_eq / 16 leaves a bias of
+#: 1 standard error in eta on 4 rates x 20 points, R_eq / 24 about 1.4 SE against the finite-element reference of
+#: tests/fit/test_shape.py; ``benchmarks/bench_fit.py`` measures the default against twice the resolution); no line
+#: cut (a fit does not use it).
+DEFAULT_NUMERICS = Numerics(spacing=1 / 32, integrator=RKLSettings(rtol=1e-3, atol=1e-5), line_cut_samples=3)
+#: Core metrics the model can be compared in: ``"hard"`` (theta > theta_core, by exact clipping of the P1 field on
+#: the triangles: what a thresholded image measures; continuous and piecewise smooth in every input) and
+#: ``"smooth"`` (sigmoid of width core_smoothing: smooth, but 1.5-4.5 nm off the hard d on an aspect-2.2 ellipse at
+#: 10-20 mAh/g, several standard errors of a fit to 10 nm data). The default is the first.
+METRICS = ("hard", "smooth")
 #: Canonical save times of every (time-rescaled) series over the simulated window; the model is interpolated
 #: linearly between them (d(t) is smooth: 128 intervals leave < 0.1 nm).
 SAVE_POINTS = 129
@@ -70,6 +77,11 @@ class Problem:
     numerics: Numerics
     horizon_s: float = CANONICAL_HORIZON_S
     n_save: int = SAVE_POINTS
+    metric: str = "hard"
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
 
     @property
     def save_times_s(self) -> tuple[float, ...]:
@@ -279,19 +291,27 @@ def simulate_series(params: Params, mesh: TriMesh, data: Data, problem: Problem,
     return jax.vmap(one)(data.rate), data.rate_sim / data.rate
 
 
+def core_series(solution, metric: str):
+    """``(fraction, x_nm, y_nm)`` of the core metric ``"hard"`` or ``"smooth"`` of a solution."""
+    if metric == "hard":
+        return solution.core_fraction, solution.core_x_nm, solution.core_y_nm
+    return solution.smooth_core_fraction, solution.smooth_core_x_nm, solution.smooth_core_y_nm
+
+
 def model_curves(params: Params, mesh: TriMesh, data: Data, problem: Problem) -> Curves:
-    """Smooth core metrics of every series (vmapped over rates), in physical time."""
+    """Core metrics (``problem.metric``) of every series (vmapped over rates), in physical time."""
     solutions, factor = simulate_series(params, mesh, data, problem)
 
     def one(solution, factor):
-        present = solution.smooth_core_fraction > 0
-        d = offset_nm(solution.smooth_core_x_nm, solution.smooth_core_y_nm)
+        fraction, x, y = core_series(solution, problem.metric)
+        present = fraction > 0
+        d = offset_nm(x, y)
         return Curves(
             t_s=solution.t_s * factor,
             d_nm=_held(jnp.where(present, d, 0.0), present),
-            x_nm=_held(solution.smooth_core_x_nm, present),
-            y_nm=_held(solution.smooth_core_y_nm, present),
-            core_fraction=solution.smooth_core_fraction,
+            x_nm=_held(x, present),
+            y_nm=_held(y, present),
+            core_fraction=fraction,
         )
 
     return jax.vmap(one)(solutions, factor)

@@ -64,6 +64,7 @@ class FitResult:
         curves: the model series at the optimum (numpy :class:`Curves`), ``(S, T)``.
         fitted: the model at the data times (numpy :class:`Curves`), ``(S, N)``.
         outline: the particle's outline (:mod:`fluxsim.core.outline`) the model was solved on.
+        metric: the core metric compared (:data:`fluxsim.fit.model.METRICS`).
         intervals: per fitted input, ``gauss_newton_68/95`` and ``profile_68/95`` ``[low, high]`` (None: open or
             not computed); :data:`INTERVAL_KINDS` says which is which.
     """
@@ -93,6 +94,7 @@ class FitResult:
     fitted: Curves
     outline: Any = None
     intervals: dict = dataclasses.field(default_factory=dict)
+    metric: str = "hard"
 
     @property
     def reduced_chi2(self) -> float:
@@ -113,6 +115,7 @@ class FitResult:
             "model": self.model,
             "method": self.method,
             "numerics": dataclasses.asdict(self.numerics),
+            "core_metric": self.metric,
             "fitted": list(self.names),
             "units": {n: FITTABLE[n].unit for n in self.names},
             "values": self.values,
@@ -208,7 +211,7 @@ class FitResult:
         names = list(self.names)
         data_vars = {
             "model_time": var(("series", "time"), self.curves.t_s, "s", "time of the model series"),
-            "model_d": var(("series", "time"), self.curves.d_nm, "nm", "model core offset d (smooth metric)"),
+            "model_d": var(("series", "time"), self.curves.d_nm, "nm", f"model core offset d ({self.metric} metric)"),
             "model_core_x": var(("series", "time"), self.curves.x_nm, "nm", "model core centroid x"),
             "model_core_y": var(("series", "time"), self.curves.y_nm, "nm", "model core centroid y"),
             "model_core_fraction": var(("series", "time"), self.curves.core_fraction, "1", "model core area fraction"),

@@ -15,6 +15,7 @@ from fluxsim.fit.model import (
     Curves,
     Problem,
     _as_float_tree,
+    core_series,
     fit_mesh,
     fit_numerics,
     make_data,
@@ -38,7 +39,7 @@ def simulate_observations(
     core_fraction_noise: float = 0.0,
     seed: int = 0,
     particle: str = "synthetic",
-    smooth: bool = True,
+    metric: str = "hard",
 ) -> obs_mod.Observations:
     """Synthetic measurements from the forward model (the fit's own time-rescaled batch): d(t) of every rate at
     ``times_s[k]``, with Gaussian noise of ``noise_nm`` on each Cartesian component of the offset vector (so d stays
@@ -55,7 +56,8 @@ def simulate_observations(
         with_direction: include the direction column.
         with_core_fraction: include the core fraction (noise ``core_fraction_noise``).
         seed: noise seed.
-        smooth: use the smooth core metrics (as the fit does) or the hard ones (as images do).
+        metric: core metric, ``"hard"`` (as images and the fit's default) or ``"smooth"``
+            (:data:`fluxsim.fit.model.METRICS`).
     """
     numerics = fit_numerics(numerics or DEFAULT_NUMERICS, params)
     mesh = fit_mesh(outline, numerics)
@@ -64,9 +66,9 @@ def simulate_observations(
                                                                                                  times)]
     shell = obs_mod.combine(*pieces)
     data, _ = make_data(shell)
-    problem = Problem((), (), numerics)
+    problem = Problem((), (), numerics, metric=metric)
     args = (_as_float_tree(params), mesh, _as_float_tree(data))
-    fn = _compiled(_synthetic, args, problem=problem, smooth=smooth)
+    fn = _compiled(_synthetic, args, problem=problem)
     at = jax.tree.map(np.asarray, fn(*args))
     rng = np.random.default_rng(seed)
     radius = float(params.radius_m)
@@ -92,14 +94,11 @@ def simulate_observations(
     return obs_mod.combine(*parts, source=f"synthetic ({particle})")
 
 
-def _synthetic(params, mesh, data, *, problem: Problem, smooth: bool):
-    """Model offsets and core fraction at the data times (hard or smooth metrics)."""
+def _synthetic(params, mesh, data, *, problem: Problem):
+    """Model offsets and core fraction at the data times (``problem.metric``)."""
     s, factor = simulate_series(params, mesh, data, problem)
     t = s.t_s * factor[:, None]
-    if smooth:
-        x, y, f = s.smooth_core_x_nm, s.smooth_core_y_nm, s.smooth_core_fraction
-    else:
-        x, y, f = s.core_x_nm, s.core_y_nm, s.core_fraction
+    f, x, y = core_series(s, problem.metric)
     interp = jax.vmap(jnp.interp)
     return Curves(data.t, jnp.hypot(interp(data.t, t, x), interp(data.t, t, y)), interp(data.t, t, x),
                   interp(data.t, t, y), interp(data.t, t, f))
