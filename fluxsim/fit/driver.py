@@ -155,6 +155,7 @@ def fit(
     start: Mapping[str, float] | None = None,
     numerics: Numerics | None = None,
     outline=None,
+    buckets=None,
     metric: str = "hard",
     method: str = "lm",
     n_candidates: int = 6,
@@ -184,6 +185,8 @@ def fit(
             ``integer_exponent`` is set where the power law's exponent is a fixed integer.
         outline: the particle's outline (a :mod:`fluxsim.core.outline` shape; default the disk); the radius is the
             equivalent radius (``radius_m=``, else the observations' ``radius_m``).
+        buckets: mesh array sizes to pad to (:class:`fluxsim.core.mesh.MeshSizes`; default the mesh's own):
+            fits of several particles padded to :func:`fluxsim.fit.model.common_buckets` compile once.
         metric: the model's core metric, ``"hard"`` (default: theta > theta_core by exact clipping, what a
             thresholded image measures) or ``"smooth"`` (:data:`fluxsim.fit.model.METRICS`).
         method: ``"lm"`` (default: Levenberg-Marquardt on the weighted residuals, reusing the one compiled
@@ -225,7 +228,7 @@ def fit(
         if verbose:
             print(f"[fit {time.perf_counter() - t_begin:6.1f} s] {msg}", flush=True)
 
-    setup = _problem(observations, names, model, base, start, numerics, outline, metric, inputs)
+    setup = _problem(observations, names, model, base, start, numerics, (outline, buckets), metric, inputs)
     chi2_at = _Evaluations(setup)
     scored, candidate_report = _candidates(setup, chi2_at, n_candidates, seed, log)
     runner = _Runner(setup, chi2_at, method, tolerance, learning_rate)
@@ -295,7 +298,7 @@ class _Setup:
         return len(self.names)
 
 
-def _problem(observations, names, model, base, start, numerics, outline, metric, inputs) -> _Setup:
+def _problem(observations, names, model, base, start, numerics, geometry, metric, inputs) -> _Setup:
     """Problem set-up: the base parameters, start values, transforms, scales and the data of ``observations``."""
     particle = observations.particles[0]
     start = dict(start or {})
@@ -332,8 +335,9 @@ def _problem(observations, names, model, base, start, numerics, outline, metric,
     _check_arc_resolution(base, names, numerics)
     transforms = tuple(_transform(n, model) for n in names)
     problem = Problem(names, transforms, fit_numerics(numerics, base), metric=metric)
+    outline, buckets = geometry
     outline = Disk() if outline is None else outline
-    mesh = fit_mesh(outline, problem.numerics)
+    mesh = fit_mesh(outline, problem.numerics, buckets)
     scales = np.array([start[n] if TRANSFORMS[k].relative else 1.0 for n, k in zip(names, transforms)], float)
     if not np.all(scales > 0):
         raise ValueError(f"log-parameterised inputs need positive start values, got {start}")

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluxsim.api import replace
-from fluxsim.core.mesh import TriMesh, mesh_outline
+from fluxsim.core.mesh import MeshSizes, TriMesh, bucket_size, mesh_outline, mesh_sizes
 from fluxsim.core.outline import Disk
 from fluxsim.core.rkl import RKLSettings
 from fluxsim.core.solve import Numerics, simulate
@@ -269,9 +269,27 @@ def fit_numerics(numerics: Numerics, base: Params) -> Numerics:
     return numerics
 
 
-def fit_mesh(outline=None, numerics: Numerics = DEFAULT_NUMERICS) -> TriMesh:
-    """The mesh of a fit: ``outline`` (default :class:`~fluxsim.core.outline.Disk`) at ``numerics.spacing``."""
-    return mesh_outline(Disk() if outline is None else outline, numerics.spacing)
+def fit_mesh(outline=None, numerics: Numerics = DEFAULT_NUMERICS, buckets: MeshSizes | None = None) -> TriMesh:
+    """The mesh of a fit: ``outline`` (default :class:`~fluxsim.core.outline.Disk`) at ``numerics.spacing``, padded
+    to ``buckets`` (default: its own, :func:`fluxsim.core.mesh.mesh_outline`)."""
+    return mesh_outline(Disk() if outline is None else outline, numerics.spacing, buckets)
+
+
+def common_buckets(outlines, spacing: float) -> MeshSizes:
+    """Array sizes that hold the mesh of every outline (as :func:`fluxsim.core.mesh.stack_meshes` pads them): the
+    fits of several particles padded to them share one compiled program."""
+    sizes = [mesh_sizes(o, spacing) for o in outlines]
+    n_rim = bucket_size(max(s.n_rim for s in sizes))
+    n_nodes = bucket_size(max(s.n_nodes - s.n_rim for s in sizes) + n_rim)
+    return MeshSizes(n_nodes, n_rim, bucket_size(max(s.n_triangles for s in sizes)), max(s.max_degree for s in sizes))
+
+
+def simulate_jit(params, mesh, protocol, numerics, save_times_s, snapshot_times_s=()):
+    """:func:`fluxsim.core.solve.simulate`, jit-compiled once per static settings and shapes (host helpers)."""
+    return _SIMULATE(params, mesh, protocol, numerics, tuple(save_times_s), tuple(snapshot_times_s))
+
+
+_SIMULATE = jax.jit(simulate, static_argnums=(2, 3, 4, 5))
 
 
 def offset_nm(x, y):

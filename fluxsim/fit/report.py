@@ -12,7 +12,7 @@ import numpy as np
 
 from fluxsim._version import __version__
 from fluxsim.core.solve import Numerics
-from fluxsim.fit.model import FITTABLE, HORIZON_MARGIN, Curves, fit_mesh
+from fluxsim.fit.model import FITTABLE, HORIZON_MARGIN, Curves, fit_mesh, simulate_jit
 from fluxsim.io import observations as obs_mod
 from fluxsim.model.params import Params
 
@@ -159,9 +159,6 @@ class FitResult:
     def field_snapshot(self, series: int | None = None, fraction: float = 0.5):
         """The fitted model's occupancy field on the mesh at ``fraction`` of the last measurement time of a series
         (default: the fastest rate): ``(x_nm (n,), y_nm (n,), triangles (t, 3), theta (n,), time_s, rate)``."""
-        import jax
-
-        from fluxsim.core.solve import simulate
         from fluxsim.model.protocol import Charge
 
         rates = [s.rate_mA_per_g for s in self.observations.series]
@@ -171,8 +168,7 @@ class FitResult:
         mesh = fit_mesh(self.outline, self.numerics)
         params = dataclasses.replace(self.params, rate_mA_per_g=s.rate_mA_per_g)
         protocol = (Charge(max_duration_s=max(t, 1e-6), until_cutoff=False),)
-        run = jax.jit(lambda p, m: simulate(p, m, protocol, self.numerics, (t,), (t,)).snapshots[0])
-        theta = np.asarray(run(params, mesh))
+        theta = np.asarray(simulate_jit(params, mesh, protocol, self.numerics, (t,), (t,)).snapshots[0])
         real = np.asarray(mesh.node_mask)
         index = np.cumsum(real) - 1
         tri = np.asarray(mesh.triangles)

@@ -276,8 +276,8 @@ def fit_field_of_view(stacks: Sequence[FieldStack] | FieldStack, params=("eta",)
     """Segment a field of view (from the first stack; the masks serve every rate), measure each particle's d(t) on
     its own sub-stack and fit it with :func:`fluxsim.fit.fit` on its own outline and equivalent radius.
 
-    Particles whose meshes fall in the same node-count buckets share the compiled programs (the mesh is a traced
-    input), so the second and later particles of a field usually compile nothing.
+    The particles' meshes are padded to common buckets (:func:`fluxsim.fit.model.common_buckets`; the mesh is a
+    traced input), so the second and later particles of a field compile nothing.
 
     Args:
         stacks: one :class:`FieldStack` per rate, all of the same field of view (same frame shape).
@@ -308,6 +308,8 @@ def fit_field_of_view(stacks: Sequence[FieldStack] | FieldStack, params=("eta",)
     if len(pixel) > 1:
         raise ValueError(f"the stacks of one field of view must have one pixel size, got {sorted(pixel)}")
     particles = particles_from_stack(stacks[0].frames, stacks[0].pixel_size_m, mask=mask, **(segment or {}))
+    numerics = fit_kwargs.get("numerics") or fit_mod.DEFAULT_NUMERICS
+    fit_kwargs.setdefault("buckets", fit_mod.common_buckets([p.outline for p in particles], numerics.spacing))
     results = {}
     for particle in particles:
         if log:

@@ -29,22 +29,18 @@ class PlacedParticle:
     params: object
 
 
-def particle_snapshots(particle: PlacedParticle, rate_mA_per_g: float, times_s, numerics=None):
+def particle_snapshots(particle: PlacedParticle, rate_mA_per_g: float, times_s, numerics, buckets=None):
     """Occupancy snapshots ``(n, nodes)`` at ``times_s`` and the mesh (mesh core, charge without cut-off)."""
-    import jax
-
     from fluxsim.api import replace
     from fluxsim.core.mesh import mesh_outline
-    from fluxsim.core.solve import Numerics, simulate
+    from fluxsim.fit.model import simulate_jit
     from fluxsim.model.protocol import Charge
 
-    numerics = numerics or Numerics()
     times = tuple(float(t) for t in times_s)
-    mesh = mesh_outline(particle.outline, numerics.spacing)
+    mesh = mesh_outline(particle.outline, numerics.spacing, buckets)
     params = replace(particle.params, rate_mA_per_g=rate_mA_per_g, radius_m=particle.radius_m)
     protocol = (Charge(max_duration_s=max(times[-1], 1e-6), until_cutoff=False),)
-    snaps = jax.jit(lambda p, m: simulate(p, m, protocol, numerics, times, times).snapshots)(params, mesh)
-    return np.asarray(snaps), mesh
+    return np.asarray(simulate_jit(params, mesh, protocol, numerics, times, times).snapshots), mesh
 
 
 def render_field(particles: Sequence[PlacedParticle], shape: tuple[int, int], pixel_size_m: float,
@@ -69,6 +65,8 @@ def render_field(particles: Sequence[PlacedParticle], shape: tuple[int, int], pi
     """
     from scipy.ndimage import gaussian_filter
 
+    from fluxsim.core.solve import Numerics
+    from fluxsim.fit.model import common_buckets
     from fluxsim.imaging.images import linear_intensity
     from fluxsim.imaging.resample import resample
 
@@ -81,8 +79,10 @@ def render_field(particles: Sequence[PlacedParticle], shape: tuple[int, int], pi
     base = background + gradient[0] * (rr / rows - 0.5) + gradient[1] * (cc / cols - 0.5)
     fine = np.broadcast_to(base, (len(times),) + base.shape).copy()
     intensity = linear_intensity()
+    numerics = numerics or Numerics()
+    buckets = common_buckets([p.outline for p in particles], numerics.spacing)  # one compile for all
     for particle in particles:
-        snaps, mesh = particle_snapshots(particle, rate_mA_per_g, times, numerics)
+        snaps, mesh = particle_snapshots(particle, rate_mA_per_g, times, numerics, buckets)
         scale_px = particle.radius_m / pixel_size_m  # pixels per R_eq
         x = (cc - particle.centre_px[1]) / scale_px
         y = -(rr - particle.centre_px[0]) / scale_px
