@@ -103,9 +103,11 @@ def test_joint_fit_of_eta_and_arc_angle():
 
 @pytest.mark.slow
 def test_arc_angle_without_direction_is_reported_unidentifiable():
-    """|d| does not depend on the arc angle: the fit must say so (and still recover eta)."""
+    """|d| does not depend on the arc angle: the fit must say so (and still recover eta). (On a mesh the disk is
+    rotation invariant only to the mesh's anisotropy, so the standard error of the angle need not blow up: the
+    warning is the structural one.)"""
     data = synthetic(eta=0.4, arc=1.0, seed=5, with_direction=False)
-    with pytest.warns(F.IdentifiabilityWarning, match="arc_center_rad is not identifiable"):
+    with pytest.warns(F.IdentifiabilityWarning, match="arc_center_rad is fitted but the data give no offset direction"):
         result = F.fit(data, ["eta", "arc_center_rad"], blocked_fraction=BLOCKED, numerics=NUM,
                        start={"eta": 0.6, "arc_center_rad": 0.0}, n_candidates=4, n_starts=1, profile=None)
     assert any("arc_center_rad" in w for w in result.warnings)
