@@ -1,7 +1,8 @@
 """Figures of the issue-4 acceptance cases, as a table (what tests/fit/test_fit.py and
 tests/imaging/test_images.py assert).
 
-Synthetic data from the fit's forward model (the mesh core at spacing R_eq / 8, rtol 1e-2): four rates (50-400 mA/g), 20 points per rate
+Synthetic data from the fit's forward model (the mesh core at spacing R_eq / 8, rtol 1e-2): four rates (50-400
+mA/g), 20 points per rate
 over 1-20 mAh/g, 10 nm noise per offset component, a quarter of the perimeter blocked. Prints, per case, the truth,
 the estimate, its standard error and |error| / SE; the image pipeline's worst d error in pixels; and the fit from
 synthetic frames.

@@ -117,7 +117,7 @@ def _numerics(args):
     return numerics
 
 
-def _fit_options(args, names, inputs, numerics) -> dict:
+def _fit_options(args, inputs, numerics) -> dict:
     return dict(model=args.model, numerics=numerics, method=args.method, n_candidates=args.candidates,
                 n_starts=args.starts, seed=args.seed, profile=None if args.profile == "none" else args.profile,
                 **inputs)
@@ -140,7 +140,7 @@ def _fit_stacks(args, names, inputs, numerics) -> int:
     try:
         particles, results, summary = segment.fit_field_of_view(
             stacks, names, mask=mask, d_sigma_nm=args.d_sigma_nm, log=log, verbose=not args.quiet,
-            **_fit_options(args, names, inputs, numerics))
+            **_fit_options(args, inputs, numerics))
     except ValueError as err:
         print(f"fluxsim fit: {err}", file=sys.stderr)
         return 2
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         try:
             result = fit_mod.fit(data, names, outline=outline, verbose=not args.quiet,
-                                 **_fit_options(args, names, inputs, numerics))
+                                 **_fit_options(args, inputs, numerics))
         except ValueError as err:
             print(f"fluxsim fit: {err}", file=sys.stderr)
             return 2

@@ -35,6 +35,7 @@ __all__ = [
     "CANONICAL_HORIZON_S", "COMPILE_LOG", "DEFAULT_CORE_FRACTION_SIGMA", "DEFAULT_D_SIGMA_NM", "DEFAULT_NUMERICS",
     "EXECUTABLES", "FITTABLE", "HORIZON_MARGIN", "INTERVAL_KINDS", "INTERVAL_LEVELS", "METHODS", "PAD_POINTS",
     "SAVE_POINTS", "UNIDENTIFIABLE_CONDITION",
-    "UNIDENTIFIABLE_RELATIVE_SE", "UNIDENTIFIABLE_SE", "FitResult", "IdentifiabilityWarning", "common_buckets", "compile_counts", "fit",
+    "UNIDENTIFIABLE_RELATIVE_SE", "UNIDENTIFIABLE_SE", "FitResult", "IdentifiabilityWarning", "common_buckets",
+    "compile_counts", "fit",
     "fit_mesh", "fit_particles", "fixed_inputs", "halton", "simulate_observations", "time_rescaled",
 ]

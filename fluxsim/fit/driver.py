@@ -128,7 +128,7 @@ from fluxsim.fit.optimisers import (
     _step,
     halton,
 )
-from fluxsim.fit.report import INTERVAL_KINDS, INTERVAL_LEVELS, FitResult, _fmt
+from fluxsim.fit.report import INTERVAL_LEVELS, FitResult, _fmt
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import checks
 from fluxsim.model.params import Params

@@ -25,10 +25,10 @@ from fluxsim.core.mesh import MeshSizes, TriMesh, bucket_size, mesh_outline, mes
 from fluxsim.core.outline import Disk
 from fluxsim.core.rkl import RKLSettings
 from fluxsim.core.solve import Numerics, simulate
-from fluxsim.model.diffusivity import PowerLaw
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import catalogue
 from fluxsim.model._pytree import Interface
+from fluxsim.model.diffusivity import PowerLaw
 from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge
 

@@ -16,7 +16,6 @@ from fluxsim.fit.model import FITTABLE, HORIZON_MARGIN, Curves, fit_mesh, simula
 from fluxsim.io import observations as obs_mod
 from fluxsim.model.params import Params
 
-
 #: Confidence levels of the reported intervals: name -> z (coverage erf(z / sqrt 2); Gauss-Newton: estimate +- z SE;
 #: profile: chi2 rises by z**2 above its minimum).
 INTERVAL_LEVELS = {"68": 1.0, "95": 1.959964}
@@ -315,8 +314,8 @@ class FitResult:
         ax.set_aspect("equal")
         ax.set_xlabel("x [nm]")
         ax.set_ylabel("y [nm]")
-        ax.set_title(f"fitted theta at {t:.0f} s, {rate:g} mA/g ({type(self.outline).__name__ if self.outline else 'Disk'})",
-                     fontsize=8)
+        kind = type(self.outline).__name__ if self.outline is not None else "Disk"
+        ax.set_title(f"fitted theta at {t:.0f} s, {rate:g} mA/g ({kind})", fontsize=8)
         ax.figure.colorbar(art, ax=ax, shrink=0.8, label="occupancy theta")
 
     def save(self, out_dir: str | Path, stem: str = "fit") -> dict[str, Path]:

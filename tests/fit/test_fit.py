@@ -203,8 +203,8 @@ def test_cli_fit_end_to_end(tmp_path):
     out = tmp_path / "fit"
     exe = Path(sys.executable).with_name("fluxsim")
     cmd = [str(exe), "fit", str(csv), "--params", "eta", "--blocked-fraction", str(BLOCKED), "--out", str(out),
-           "--spacing", str(NUM.spacing), "--rtol", str(NUM.integrator.rtol), "--candidates", "3", "--starts", "1", "--quiet",
-           f"arc_center_rad={ARC}"]
+           "--spacing", str(NUM.spacing), "--rtol", str(NUM.integrator.rtol), "--candidates", "3", "--starts", "1",
+           "--quiet", f"arc_center_rad={ARC}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "eta = " in done.stdout and done.stdout.strip().splitlines()[-1] == str(out)
@@ -221,3 +221,19 @@ def test_cli_fit_end_to_end(tmp_path):
     bad.write_text("rate_mA_per_g,time_min,d_nm\n100,1,5\n")
     done = subprocess.run([str(exe), "fit", str(bad)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "time_min" in done.stderr
+
+
+def test_profile_likelihood_intervals_beside_the_standard_errors(eta02):
+    """Both kinds of interval are reported and named; for one nearly linear input the profile-likelihood interval
+    (chi2 + 1, + 3.84) matches estimate +- 1 / 1.96 SE within 15 %, and brackets the estimate."""
+    intervals = eta02.intervals["eta"]
+    eta, se = eta02.values["eta"], eta02.standard_errors["eta"]
+    for level, z in F.INTERVAL_LEVELS.items():
+        lo, hi = intervals[f"profile_{level}"]
+        assert lo < eta < hi
+        assert (hi - lo) / 2 == pytest.approx(z * se, rel=0.15)
+        assert intervals[f"gauss_newton_{level}"] == pytest.approx([eta - z * se, eta + z * se])
+    report = eta02.to_dict()
+    assert set(report["interval_kinds"]) == {"gauss_newton", "profile"}
+    assert report["intervals"]["eta"]["profile_95"] == pytest.approx(list(intervals["profile_95"]))
+    assert report["outline"]["kind"] == "Disk" and report["core_metric"] == "hard"

@@ -45,7 +45,7 @@ def test_three_particles_in_a_field_of_view_come_back_one_each():
     particles = S.particles_from_stack(image[None].repeat(3, axis=0), PIXEL_M)
     assert [p.name for p in particles] == ["p1", "p2", "p3"]  # reading order: top rows first, then left to right
     expected = sorted(zip(SHAPES, coverages), key=lambda s: (round(s[0][2][0] / 10), s[0][2][1]))
-    for p, ((outline, radius_m, centre), coverage) in zip(particles, expected):
+    for p, ((_, radius_m, _), coverage) in zip(particles, expected):
         assert p.radius_m == pytest.approx(radius_m, rel=0.03)  # blur and threshold move the edge < 1/3 pixel
         assert p.mask.sum() == pytest.approx(coverage.sum(), rel=0.06)
         rows, cols = np.indices(coverage.shape)
