@@ -157,13 +157,14 @@ def test_model_b_recovers_eta_and_film_resistance():
     rates and the film resistance dominates at high rates, so d grows with the rate and saturates; the rates span
     25-1600 mA/g to see both regimes (eta and r_NMC are 0.94 correlated even so; with 50-400 mA/g, 0.99). At 10 nm
     noise the data pin r_NMC to +-15 % (one SE; benchmarks/fit_recovery.py), so the 10 % criterion is tested at
-    3 nm noise, where it is a two-SE statement rather than luck of the seed.
+    2.5 nm noise, where it is a two-SE statement rather than luck of the seed (on the mesh core at these small
+    numerics the SE of r_NMC is 5.05 % at 3 nm, just short of that).
     """
     truth = {"eta": 0.3, "r_NMC_ohm_m2": 0.02}
     rates = (25.0, 100.0, 400.0, 1600.0)
     times = [CAPACITIES * 3600.0 / r for r in rates]
     params = make_params(surface_model="B", blocked_fraction=BLOCKED, arc_center_rad=ARC, **truth)
-    data = F.simulate_observations(params, rates, times, numerics=NUM, noise_nm=3.0, seed=7)
+    data = F.simulate_observations(params, rates, times, numerics=NUM, noise_nm=2.5, seed=7)
     # the asymmetry at a fixed passed capacity grows with the rate up to 400 mA/g (the premise of the test)
     clean = F.simulate_observations(params, rates, times, numerics=NUM).series
     for q in (10.0, 20.0):
