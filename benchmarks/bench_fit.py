@@ -1,97 +1,105 @@
-"""Fit benchmark (issue 4): wall time of a 4-rate, 20-points-per-rate fit on CPU (target: under 60 s).
+"""Fit benchmark (issue 12): time of a 4-rate x 20-point fit at the default numerics, and its discretisation bias.
 
-Synthetic data from the forward model (eta = 0.5, a quarter of the perimeter blocked at 0 rad, rates 50/100/200/400
-mA/g, 20 measurements per rate over 1-20 mAh/g, 10 nm noise per offset component), fitted at the fit's default
-numerics (16 rings x 64 nodes, 64 steps) with the default settings (Levenberg-Marquardt, 6 candidates, 2 starts,
-9-point chi2 profile along eta). Prints the compile time (ahead-of-time compilations, from fluxsim.fit.COMPILE_LOG)
-and the run time separately, then fits a second dataset of the same shape (another noise seed) to show the time
-without compilation, and the recovered values with their standard errors.
+Data: d(t) with direction of an elongated particle (ellipse, aspect 1.8, long axis at 0.3 rad; eta = 0.5, a quarter
+of the perimeter blocked at pi; 50/100/200/400 mA/g, 20 points per rate over 1-20 mAh/g, 10 nm noise per offset
+component), simulated with the mesh core at a fine resolution (spacing R_eq / 64, rtol 1e-4: the "truth", not the
+fit's own numerics). Fitted (eta, Levenberg-Marquardt, default settings, profile-likelihood intervals included)
 
-    python benchmarks/bench_fit.py [--params eta,arc_center_rad] [--method lm|lbfgs|adam] [--json PATH]
-    python benchmarks/bench_fit.py --accuracy     # also: d(t) of the fit numerics against Numerics() defaults
+* at each numerics of ``--spacings`` (default: the fit's default, :data:`fluxsim.fit.DEFAULT_NUMERICS`), and
+* at twice the resolution (half the spacing, rtol / 3),
+
+the bias is ``|eta(default) - eta(twice)| / SE`` (target < 0.5). Timings: the first fit (compile + run) and a second
+data set of the same shape (no compilation), and one residual-and-Jacobian evaluation (forward-mode ``jacfwd``)
+against a forward run.
+
+    python benchmarks/bench_fit.py                       # the default numerics
+    python benchmarks/bench_fit.py --spacings 0.0625 0.03125 --rtol 3e-3   # candidates
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
 import time
 
-import jax
 import numpy as np
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import Numerics
+from fluxsim.core.outline import Ellipse
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics
 from fluxsim.precision import enable_float64
 
-enable_float64()  # the solver's validated float64 (fluxsim.precision)
+enable_float64()
 
 RATES = (50.0, 100.0, 200.0, 400.0)
 CAPACITIES = np.linspace(1.0, 20.0, 20)
-TRUTH = {"eta": 0.5, "arc_center_rad": 0.0}
-BLOCKED = 0.25
+OUTLINE = Ellipse(1.8, 0.3)
+INPUTS = {"blocked_fraction": 0.25, "arc_center_rad": np.pi}
+TRUTH_NUMERICS = Numerics(spacing=1 / 64, integrator=RKLSettings(rtol=1e-4, atol=1e-6), line_cut_samples=3)
+
+
+def twice(numerics: Numerics) -> Numerics:
+    """Twice the resolution: half the spacing, a third of the tolerances."""
+    integ = numerics.integrator
+    return dataclasses.replace(numerics, spacing=numerics.spacing / 2,
+                               integrator=dataclasses.replace(integ, rtol=integ.rtol / 3, atol=integ.atol / 3))
+
+
+def timed_fit(data, numerics, **options):
+    t0 = time.perf_counter()
+    options.setdefault("start", {"eta": 0.3})
+    result = F.fit(data, ["eta"], numerics=numerics, outline=OUTLINE, **INPUTS, **options)
+    return result, time.perf_counter() - t0
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--params", default="eta", help="comma-separated fitted inputs (default eta)")
-    parser.add_argument("--method", default="lm", choices=F.METHODS)
-    parser.add_argument("--accuracy", action="store_true",
-                        help="also compare d(t) at the fit numerics with the solver defaults (slow: compiles them)")
+    parser.add_argument("--spacings", type=float, nargs="*", default=None, help="candidate spacings [R_eq]")
+    parser.add_argument("--rtol", type=float, default=None, help="rtol of the candidates (default: the fit's)")
+    parser.add_argument("--eta", type=float, default=0.5)
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.params.split(",")]
     times = [CAPACITIES * 3600.0 / r for r in RATES]
-    params = make_params(blocked_fraction=BLOCKED, **TRUTH)
-    start_values = {"eta": 0.3, "arc_center_rad": 0.5}
-
+    params = make_params(eta=args.eta, **INPUTS)
     t0 = time.perf_counter()
-    data = F.simulate_observations(params, RATES, times, noise_nm=10.0, seed=0)
-    synth_s = time.perf_counter() - t0
-    fits = []
-    for seed in (0, 1):
-        if seed:
-            data = F.simulate_observations(params, RATES, times, noise_nm=10.0, seed=seed)
-        t0 = time.perf_counter()
-        result = F.fit(data, names, blocked_fraction=BLOCKED, method=args.method,
-                       start={n: start_values[n] for n in names},
-                       **{k: v for k, v in TRUTH.items() if k not in names})
-        wall = time.perf_counter() - t0
-        fits.append(dict(seed=seed, wall_s=wall, compile_s=result.timings["compile_s"],
-                         run_s=result.timings["run_s"], values=result.values,
-                         standard_errors=result.standard_errors, chi2=result.chi2, dof=result.dof,
-                         iterations=[s["iterations"] for s in result.starts], warnings=result.warnings))
-        print(f"fit {seed}: wall {wall:.1f} s = compile {result.timings['compile_s']:.1f} s + run "
-              f"{result.timings['run_s']:.1f} s; " + ", ".join(
-                  f"{n} = {result.values[n]:.4f} +- {result.standard_errors[n]:.4f} (truth {TRUTH[n]})"
-                  for n in names) + f"; chi2/dof = {result.chi2:.1f}/{result.dof}", flush=True)
-
-    figures = dict(
-        backend=jax.default_backend(), cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-        numerics=str(F.DEFAULT_NUMERICS), method=args.method, params=names, rates_mA_per_g=list(RATES),
-        points_per_rate=len(CAPACITIES), synthetic_data_s=synth_s, fits=fits,
-        compile_log=[(name, round(s, 2)) for name, _, s in F.COMPILE_LOG],
-    )
-    print(f"first fit (with compilation): {fits[0]['wall_s']:.1f} s (target < 60 s): "
-          f"{'PASS' if fits[0]['wall_s'] < 60 else 'FAIL'}")
-
-    if args.accuracy:
-        fine = Numerics()
-        clean = {}
-        for label, numerics in (("fit", F.DEFAULT_NUMERICS), ("reference", fine)):
-            obs = F.simulate_observations(params, RATES, times, numerics=numerics, noise_nm=0.0)
-            clean[label] = np.concatenate([s.d_nm for s in obs.series])
-        err = np.abs(clean["fit"] - clean["reference"])
-        figures["accuracy_nm"] = dict(mean=float(err.mean()), max=float(err.max()), reference=str(fine))
-        print(f"d(t) at the fit numerics vs {fine}: mean {err.mean():.2f} nm, worst {err.max():.2f} nm")
-
+    datasets = [F.simulate_observations(params, RATES, times, numerics=TRUTH_NUMERICS, outline=OUTLINE,
+                                        noise_nm=10.0, seed=seed) for seed in (0, 1)]
+    print(f"data: {time.perf_counter() - t0:.1f} s at spacing 1/64 (truth), {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}", flush=True)
+    base = F.DEFAULT_NUMERICS
+    candidates = [base] if not args.spacings else [
+        dataclasses.replace(base, spacing=s, integrator=dataclasses.replace(
+            base.integrator, rtol=args.rtol or base.integrator.rtol, atol=(args.rtol or base.integrator.rtol) / 100))
+        for s in args.spacings]
+    rows = []
+    for numerics in candidates:
+        first, first_s = timed_fit(datasets[0], numerics)
+        second, second_s = timed_fit(datasets[1], numerics)
+        # the reference fit: from the default fit's optimum, no multi-start, profile or intervals (it only has to
+        # find the same optimum at twice the resolution)
+        fine, fine_s = timed_fit(datasets[0], twice(numerics), start={"eta": first.values["eta"]}, n_candidates=1,
+                                 profile=None, intervals=False)
+        se = first.standard_errors["eta"]
+        bias = abs(first.values["eta"] - fine.values["eta"]) / se
+        row = {"spacing": numerics.spacing, "rtol": numerics.integrator.rtol, "eta": first.values["eta"],
+               "se": se, "eta_twice_resolution": fine.values["eta"], "bias_in_se": bias,
+               "eta_truth": args.eta, "error_vs_truth_in_se": abs(first.values["eta"] - args.eta) / se,
+               "first_fit_s": first_s, "first_compile_s": first.timings["compile_s"], "second_fit_s": second_s,
+               "twice_resolution_fit_s": fine_s, "profile_95": first.intervals["eta"]["profile_95"]}
+        rows.append(row)
+        print(f"spacing 1/{1 / numerics.spacing:.0f}, rtol {numerics.integrator.rtol:g}: eta = {row['eta']:.4f} "
+              f"+- {se:.4f}; twice the resolution {row['eta_twice_resolution']:.4f}: bias {bias:.2f} SE "
+              f"(truth {args.eta}: {row['error_vs_truth_in_se']:.2f} SE)", flush=True)
+        print(f"  fit time: first {first_s:.1f} s (compile {row['first_compile_s']:.1f} s), second data set "
+              f"{second_s:.1f} s, at twice the resolution {fine_s:.1f} s; profile 95 % {row['profile_95']}", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(figures, fh, indent=2, default=str)
-    return figures
+            json.dump(rows, fh, indent=2)
 
 
 if __name__ == "__main__":

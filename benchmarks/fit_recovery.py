@@ -1,7 +1,8 @@
 """Figures of the issue-4 acceptance cases, as a table (what tests/fit/test_fit.py and
 tests/imaging/test_images.py assert).
 
-Synthetic data from the fit's forward model at Numerics(12, 48, 48): four rates (50-400 mA/g), 20 points per rate
+Synthetic data from the fit's forward model (the mesh core at spacing R_eq / 8, rtol 1e-2): four rates (50-400
+mA/g), 20 points per rate
 over 1-20 mAh/g, 10 nm noise per offset component, a quarter of the perimeter blocked. Prints, per case, the truth,
 the estimate, its standard error and |error| / SE; the image pipeline's worst d error in pixels; and the fit from
 synthetic frames.
@@ -19,14 +20,15 @@ import numpy as np
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import Numerics
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics
 from fluxsim.imaging import images as I
 from fluxsim.io import observations as obs_mod
 from fluxsim.precision import enable_float64
 
 enable_float64()  # the solver's validated float64 (fluxsim.precision)
 
-NUM = Numerics(nr=12, nphi=48, n_steps=48)
+NUM = Numerics(spacing=0.125, integrator=RKLSettings(rtol=1e-2, atol=1e-4), line_cut_samples=3)
 RATES = (50.0, 100.0, 200.0, 400.0)
 TIMES = [np.linspace(1.0, 20.0, 20) * 3600.0 / r for r in RATES]
 

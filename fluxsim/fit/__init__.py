@@ -21,16 +21,21 @@ from fluxsim.fit.model import (
     FITTABLE,
     HORIZON_MARGIN,
     PAD_POINTS,
+    SAVE_POINTS,
+    common_buckets,
+    fit_mesh,
     fixed_inputs,
     time_rescaled,
 )
 from fluxsim.fit.optimisers import COMPILE_LOG, EXECUTABLES, METHODS, compile_counts, halton
-from fluxsim.fit.report import FitResult
+from fluxsim.fit.report import INTERVAL_KINDS, INTERVAL_LEVELS, FitResult
 from fluxsim.fit.synthetic import simulate_observations
 
 __all__ = [
     "CANONICAL_HORIZON_S", "COMPILE_LOG", "DEFAULT_CORE_FRACTION_SIGMA", "DEFAULT_D_SIGMA_NM", "DEFAULT_NUMERICS",
-    "EXECUTABLES", "FITTABLE", "HORIZON_MARGIN", "METHODS", "PAD_POINTS", "UNIDENTIFIABLE_CONDITION",
-    "UNIDENTIFIABLE_RELATIVE_SE", "UNIDENTIFIABLE_SE", "FitResult", "IdentifiabilityWarning", "compile_counts", "fit",
-    "fit_particles", "fixed_inputs", "halton", "simulate_observations", "time_rescaled",
+    "EXECUTABLES", "FITTABLE", "HORIZON_MARGIN", "INTERVAL_KINDS", "INTERVAL_LEVELS", "METHODS", "PAD_POINTS",
+    "SAVE_POINTS", "UNIDENTIFIABLE_CONDITION",
+    "UNIDENTIFIABLE_RELATIVE_SE", "UNIDENTIFIABLE_SE", "FitResult", "IdentifiabilityWarning", "common_buckets",
+    "compile_counts", "fit",
+    "fit_mesh", "fit_particles", "fixed_inputs", "halton", "simulate_observations", "time_rescaled",
 ]

@@ -32,8 +32,22 @@ with the covariance then scaled by the reduced chi2, as ``scipy.optimize.curve_f
   offset without changing |d|);
 * with a core fraction: (model fraction - measured fraction) / sigma_f.
 
-The model uses the *smooth* core metrics (:func:`~fluxsim.core.polar.metrics.smooth_core`), so the misfit is smooth
-in every input. After the model's core has vanished its offset is held at its last value.
+The model is the mesh core (:func:`fluxsim.core.solve.simulate`) on the particle's own outline (``outline=``, a
+:mod:`fluxsim.core.outline` shape, default the disk; e.g. from :func:`fluxsim.imaging.segment.particles_from_stack`),
+meshed once at ``numerics.spacing``. By default it compares the *hard* core metric (theta > theta_core, exact
+clipping of the P1 field on the triangles), which is what a thresholded image measures and is continuous and
+piecewise smooth in every input; ``metric="smooth"`` uses the sigmoid-weighted one (``core_smoothing``), smooth but
+a few nm off the hard one (:data:`fluxsim.fit.model.METRICS`). After the model's core has vanished its offset is
+held at its last value.
+
+Uncertainty, two kinds side by side (:attr:`FitResult.intervals`):
+
+* ``gauss_newton_68`` / ``gauss_newton_95``: estimate +- 1 / 1.96 standard errors of the Gauss-Newton covariance
+  (the local, linearised answer: symmetric, and misleading where inputs are nearly interchangeable);
+* ``profile_68`` / ``profile_95``: profile-likelihood intervals, the values where chi2 (with every other fitted
+  input re-optimised) rises by 1 / 3.84 above its minimum (in units of the reduced chi2 where the file gives no
+  sigma); asymmetric where the model is nonlinear, and open (``null`` bound) where chi2 never rises that far
+  within the input's range.
 
 Performance (all rates of a particle in one vmapped batch, every solver call jit-compiled once per problem shape):
 
@@ -45,22 +59,24 @@ Performance (all rates of a particle in one vmapped batch, every solver call jit
   each series' own window, the protocol is the same static object for every dataset, and the rates, windows and
   all fitted inputs are traced arrays: a second dataset of the same shape reuses the compiled code;
 * the default optimiser, Levenberg-Marquardt (:func:`_levenberg_marquardt`), needs only the weighted residuals and
-  their Jacobian, taken in *forward* mode (``jax.jacfwd``: few parameters, and the implicit-function JVP of each
-  time step reuses its factorisation) by one ahead-of-time compiled program (``_evaluate``) that also serves the
-  multi-start candidates, the covariance and the profile. Evaluations are cached by parameter vector;
+  their Jacobian, taken in *forward* mode (``jax.jacfwd`` through the adaptive RKL2 loops: one tangent per fitted
+  input: 4.3x a forward run for two inputs, against about 360x for one reverse-mode gradient through the
+  checkpointed ``differentiable=True`` loops, measured at spacing R_eq / 16, 4 rates, on this 2-core CPU) by one
+  ahead-of-time compiled program (``_evaluate``) that also serves the multi-start candidates, the covariance, the
+  profile and the profile-likelihood intervals. Evaluations are cached by parameter vector;
 * with ``method="lbfgs"``/``"adam"`` the whole optax step (value, forward-mode gradient behind a
   ``jax.custom_vjp``, L-BFGS update with its zoom line search) is a second compiled program (about 30 s to compile
   on 2 CPU cores); :data:`COMPILE_LOG` records every compilation;
-* modest default numerics (:data:`DEFAULT_NUMERICS`, 16 rings x 64 nodes, 64 steps over the window): for 4 rates
-  x 20 points over 1-20 mAh/g (eta = 0.5, a quarter blocked) d(t) is within 1.7 nm (mean) / 5.8 nm (worst point)
-  of the solver's default numerics (32 x 128, 200 steps); ``benchmarks/bench_fit.py --accuracy`` measures it.
+* default numerics (:data:`~fluxsim.fit.model.DEFAULT_NUMERICS`) chosen so that the discretisation bias of eta is
+  below half a standard error against a refit at twice the resolution (half the spacing, rtol / 3) on 4 rates x 20
+  points; ``benchmarks/bench_fit.py`` measures the bias and the fit time.
 
 Example (notebook)::
 
     from fluxsim import fit
     from fluxsim.io import observations
     obs = observations.read_csv("particle_A.csv")
-    result = fit.fit(obs, ["eta", "arc_center_rad"], blocked_fraction=0.25)
+    result = fit.fit(obs, ["eta", "arc_center_rad"], blocked_fraction=0.25)   # outline=... for a non-disk
     print(result)                       # table of estimates, standard errors, correlations, warnings
     result.save("fit_A")                # fit.json, fit.zarr, fit.png
 """
@@ -81,7 +97,8 @@ import numpy as np
 import optax
 
 from fluxsim.api import make_params, replace
-from fluxsim.core.polar.solver import Numerics
+from fluxsim.core.outline import Disk
+from fluxsim.core.solve import Numerics
 from fluxsim.fit.model import (
     DEFAULT_NUMERICS,
     FITTABLE,
@@ -95,6 +112,8 @@ from fluxsim.fit.model import (
     _input_value,
     _to_physical,
     _transform,
+    fit_mesh,
+    fit_numerics,
     fixed_inputs,
     make_data,
     physical_jacobian,
@@ -110,17 +129,18 @@ from fluxsim.fit.optimisers import (
     _step,
     halton,
 )
-from fluxsim.fit.report import FitResult, _fmt
+from fluxsim.fit.report import INTERVAL_LEVELS, FitResult, _fmt
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import checks
 from fluxsim.model.params import Params
-from fluxsim.model.protocol import Charge
 
 #: A parameter is reported as not identifiable above these standard errors (absolute for bounded/angle inputs,
 #: relative for log-parameterised ones) or when the Gauss-Newton Hessian is this ill-conditioned.
 UNIDENTIFIABLE_SE = {"eta": 0.25, "blocked_fraction": 0.25, "arc_center_rad": 0.5}
 UNIDENTIFIABLE_RELATIVE_SE = 0.5
 UNIDENTIFIABLE_CONDITION = 1e10
+#: Standard-error multiples the profile walks out to before giving up on a bound.
+_PROFILE_STEPS_SE = (1.0, 2.0, 3.0, 4.5, 7.0, 12.0)
 
 
 class IdentifiabilityWarning(UserWarning):
@@ -135,6 +155,9 @@ def fit(
     base: Params | None = None,
     start: Mapping[str, float] | None = None,
     numerics: Numerics | None = None,
+    outline=None,
+    buckets=None,
+    metric: str = "hard",
     method: str = "lm",
     n_candidates: int = 6,
     n_starts: int | None = None,
@@ -145,6 +168,7 @@ def fit(
     profile: str | None = "grid",
     profile_points: int = 9,
     profile_iterations: int = 6,
+    intervals: bool = True,
     verbose: bool = False,
     **inputs,
 ) -> FitResult:
@@ -158,7 +182,14 @@ def fit(
         base: the fixed inputs as :class:`~fluxsim.model.params.Params` (from :func:`fluxsim.api.make_params`); default:
             ``make_params(surface_model=model, radius_m=<from the data>, **inputs)``.
         start: start values of fitted inputs (default: ``inputs``, else ``eta`` = 0.5 and the base's values).
-        numerics: discretisation of the model (default :data:`DEFAULT_NUMERICS`).
+        numerics: :class:`fluxsim.core.solve.Numerics` of the model (default :data:`DEFAULT_NUMERICS`);
+            ``integer_exponent`` is set where the power law's exponent is a fixed integer.
+        outline: the particle's outline (a :mod:`fluxsim.core.outline` shape; default the disk); the radius is the
+            equivalent radius (``radius_m=``, else the observations' ``radius_m``).
+        buckets: mesh array sizes to pad to (:class:`fluxsim.core.mesh.MeshSizes`; default the mesh's own):
+            fits of several particles padded to :func:`fluxsim.fit.model.common_buckets` compile once.
+        metric: the model's core metric, ``"hard"`` (default: theta > theta_core by exact clipping, what a
+            thresholded image measures) or ``"smooth"`` (:data:`fluxsim.fit.model.METRICS`).
         method: ``"lm"`` (default: Levenberg-Marquardt on the weighted residuals, reusing the one compiled
             residual-and-Jacobian program; a few seconds per fit once compiled), ``"lbfgs"`` (optax L-BFGS with
             zoom line search; compiles a second, larger program) or ``"adam"`` (optax).
@@ -175,7 +206,9 @@ def fit(
         profile: ``"grid"`` (chi2 along eta, other inputs at the optimum), ``"reoptimise"`` (others re-fitted at
             every eta, warm-started; ``profile_iterations`` optimiser steps each) or None.
         profile_points: eta values of the profile (optimum +- 4 standard errors, at least +- 0.01).
-        profile_iterations: optimiser steps per profile point with ``"reoptimise"``.
+        profile_iterations: optimiser steps per profile point with ``"reoptimise"`` and per point of the
+            profile-likelihood intervals.
+        intervals: compute the profile-likelihood intervals of every fitted input (:attr:`FitResult.intervals`).
         verbose: print progress.
         **inputs: fixed inputs of :func:`fluxsim.api.make_params` (``blocked_fraction=0.25``, ...); for fitted
             inputs, the start value.
@@ -188,13 +221,15 @@ def fit(
     if isinstance(observations, str | Path):
         observations = obs_mod.read_csv(observations)
     names = _fitted_names(observations, params, method)
-    numerics = checks.check_numerics(numerics or DEFAULT_NUMERICS, prefix="numerics.")
+    numerics = numerics or DEFAULT_NUMERICS
+    if not isinstance(numerics, Numerics):
+        raise ValueError(f"numerics must be a fluxsim.core.solve.Numerics, got {type(numerics).__name__}")
 
     def log(msg):
         if verbose:
             print(f"[fit {time.perf_counter() - t_begin:6.1f} s] {msg}", flush=True)
 
-    setup = _problem(observations, names, model, base, start, numerics, inputs)
+    setup = _problem(observations, names, model, base, start, numerics, (outline, buckets), metric, inputs)
     chi2_at = _Evaluations(setup)
     scored, candidate_report = _candidates(setup, chi2_at, n_candidates, seed, log)
     runner = _Runner(setup, chi2_at, method, tolerance, learning_rate)
@@ -203,12 +238,13 @@ def fit(
     for w in setup.warnings:
         warnings.warn(w, IdentifiabilityWarning, stacklevel=2)
     profile_report = _profile(setup, chi2_at, runner, u_best, stats, profile, profile_points, profile_iterations, log)
+    interval_report = _intervals(setup, chi2_at, runner, u_best, stats, profile_iterations if intervals else 0, log)
 
     compile_s = sum(s for _, _, s in COMPILE_LOG) - compile_before
     total = time.perf_counter() - t_begin
     fitted_params = replace(setup.base, **stats.values)
     result = FitResult(
-        names=names, model=setup.model, method=method, numerics=numerics, values=stats.values,
+        names=names, model=setup.model, method=method, numerics=setup.problem.numerics, values=stats.values,
         standard_errors=stats.standard_errors, covariance=stats.covariance, correlation=stats.correlation,
         chi2=stats.chi2, dof=setup.dof, n_residuals=setup.n_res, absolute_sigma=setup.absolute,
         hessian_condition=stats.condition, starts=starts_report, candidates=candidate_report, profile=profile_report,
@@ -216,6 +252,7 @@ def fit(
         params=fitted_params, inputs=fixed_inputs(fitted_params), observations=observations,
         curves=Curves(*(np.asarray(c) for c in stats.curves)),
         fitted=Curves(*(np.asarray(c) for c in _at_data(stats.curves, setup.data))),
+        outline=setup.outline, intervals=interval_report, metric=metric,
     )
     log(f"done: {_values_text(u_best, setup.scales, setup.problem)}")
     return result
@@ -246,6 +283,7 @@ class _Setup:
     names: tuple[str, ...]
     model: str
     base: Params
+    outline: object  # the particle's outline (fluxsim.core.outline)
     start: dict[str, float]
     problem: Problem
     scales: np.ndarray
@@ -261,7 +299,7 @@ class _Setup:
         return len(self.names)
 
 
-def _problem(observations, names, model, base, start, numerics, inputs) -> _Setup:
+def _problem(observations, names, model, base, start, numerics, geometry, metric, inputs) -> _Setup:
     """Problem set-up: the base parameters, start values, transforms, scales and the data of ``observations``."""
     particle = observations.particles[0]
     start = dict(start or {})
@@ -277,7 +315,6 @@ def _problem(observations, names, model, base, start, numerics, inputs) -> _Setu
         if radius is not None and "radius_m" not in kwargs:
             kwargs["radius_m"] = radius
         base = make_params(surface_model=model, **kwargs)
-        checks.check_resolution(numerics, (Charge(),), [kwargs])  # as fluxsim.run and the command line
     else:
         if inputs:
             raise ValueError(f"give fixed inputs either through base= or as keywords, not both ({sorted(inputs)})")
@@ -296,14 +333,18 @@ def _problem(observations, names, model, base, start, numerics, inputs) -> _Setu
             except AttributeError:
                 raise ValueError(f"the base parameters have no input {n!r} (D law {type(base.diffusivity).__name__})"
                                  ) from None
+    _check_arc_resolution(base, names, numerics)
     transforms = tuple(_transform(n, model) for n in names)
-    problem = Problem(names, transforms, numerics)
+    problem = Problem(names, transforms, fit_numerics(numerics, base), metric=metric)
+    outline, buckets = geometry
+    outline = Disk() if outline is None else outline
+    mesh = fit_mesh(outline, problem.numerics, buckets)
     scales = np.array([start[n] if TRANSFORMS[k].relative else 1.0 for n, k in zip(names, transforms)], float)
     if not np.all(scales > 0):
         raise ValueError(f"log-parameterised inputs need positive start values, got {start}")
     data, absolute = make_data(observations)
     base = _as_float_tree(base)
-    extra = Extra(base, _as_float_tree(data), scales, np.ones(len(names)))
+    extra = Extra(base, mesh, _as_float_tree(data), scales, np.ones(len(names)))
     k = len(names)
     n_res = int(np.count_nonzero(data.w_mag) + 2 * np.count_nonzero(data.w_vec) + np.count_nonzero(data.w_f))
     dof = n_res - k
@@ -313,7 +354,22 @@ def _problem(observations, names, model, base, start, numerics, inputs) -> _Setu
     if "arc_center_rad" in names and not observations.has_direction:
         found_warnings.append("arc_center_rad is fitted but the data give no offset direction: |d| does not depend "
                               "on the arc angle (rotation invariance); add a direction column")
-    return _Setup(names, model, base, start, problem, scales, data, absolute, extra, n_res, dof, found_warnings)
+    return _Setup(names, model, base, outline, start, problem, scales, data, absolute, extra, n_res, dof,
+                  found_warnings)
+
+
+def _check_arc_resolution(base: Params, names, numerics: Numerics) -> None:
+    """Refuse a mesh too coarse for a fixed blocked arc: it must span at least ``checks.MIN_ARC_NODES`` rim node
+    spacings (about ``2 pi spacing`` of the perimeter; a fitted fraction is free to move)."""
+    if "blocked_fraction" in names:
+        return
+    fraction = _input_value(base, "blocked_fraction")
+    nodes = fraction * 2 * math.pi / numerics.spacing
+    if 0 < fraction and nodes < checks.MIN_ARC_NODES:
+        raise ValueError(f"numerics.spacing = {numerics.spacing:.4g} is too coarse for blocked_fraction = "
+                         f"{fraction:g}: the arc spans {nodes:.3g} rim node spacings, at least "
+                         f"{checks.MIN_ARC_NODES:g} are needed (allowed: spacing <= "
+                         f"{fraction * 2 * math.pi / checks.MIN_ARC_NODES:.4g})")
 
 
 class _Evaluations:
@@ -528,6 +584,89 @@ def _profile(setup: _Setup, chi2_at: _Evaluations, run: _Runner, u_best, stats: 
                 arr[g] = _physical_dict(u_walk, scales, problem)[n]
     log(f"profile ({mode}): chi2 - min = {np.round(chi2s - stats.chi2, 2)}")
     return {"eta": grid, "chi2": chi2s, "mode": mode, "others": others}
+
+
+def _intervals(setup: _Setup, chi2_at: _Evaluations, run: _Runner, u_best, stats: _Statistics, iterations: int,
+               log) -> dict:
+    """Gauss-Newton and profile-likelihood intervals of every fitted input (``iterations = 0``: Gauss-Newton only).
+
+    The profile of input i is ``min over the others of chi2`` at fixed input i (warm-started Levenberg-Marquardt of
+    ``iterations`` steps; with one fitted input it is chi2 itself). It is walked outwards from the optimum at the
+    multiples ``_PROFILE_STEPS_SE`` of the standard error until it passes every level of :data:`INTERVAL_LEVELS`;
+    each bound is then interpolated linearly in ``sqrt(delta chi2)`` (exact for a quadratic profile) and refined
+    by one more profile point."""
+    scale = 1.0 if setup.absolute else stats.chi2 / setup.dof
+    out = {}
+    for i, name in enumerate(setup.names):
+        v_hat, se = stats.values[name], stats.standard_errors[name]
+        entry = {}
+        for level, z in INTERVAL_LEVELS.items():
+            entry[f"gauss_newton_{level}"] = [v_hat - z * se, v_hat + z * se] if math.isfinite(se) else [None, None]
+        if iterations > 0:
+            bounds = _profile_bounds(setup, chi2_at, run, u_best, stats, i, scale, iterations)
+            for level, pair in bounds.items():
+                entry[f"profile_{level}"] = pair
+            log(f"profile-likelihood intervals of {name}: " + ", ".join(f"{k} {v}" for k, v in bounds.items()))
+        out[name] = entry
+    return out
+
+
+def _profile_bounds(setup: _Setup, chi2_at: _Evaluations, run: _Runner, u_best, stats: _Statistics, i: int,
+                    scale: float, iterations: int) -> dict[str, list]:
+    """Both profile-likelihood bounds of fitted input ``i`` at every level (None: open on that side)."""
+    name, problem, scales = setup.names[i], setup.problem, setup.scales
+    v_hat, se = stats.values[name], stats.standard_errors[name]
+    kind = problem.transforms[i]
+    lo_limit, hi_limit = {"logit": (1e-6, 1 - 1e-6), "log": (0.0, math.inf)}.get(kind, (-math.inf, math.inf))
+    if not math.isfinite(se) or se <= 0:
+        return {level: [None, None] for level in INTERVAL_LEVELS}
+    mask = np.ones(setup.k)
+    mask[i] = 0.0
+    targets = sorted(z * z for z in INTERVAL_LEVELS.values())
+
+    def profile_at(v, u_warm):
+        u = np.array(u_warm)
+        u[i] = to_unconstrained({**stats.values, name: v}, scales, problem)[i]
+        if setup.k > 1:
+            u, c2, *_ = run(u, mask, iterations)
+        else:
+            c2 = chi2_at(u)[0]
+        return max(c2 - stats.chi2, 0.0) / scale, u
+
+    result = {level: [None, None] for level in INTERVAL_LEVELS}
+    for side, slot in ((-1.0, 0), (1.0, 1)):
+        walked = [(v_hat, 0.0, np.array(u_best))]  # (value, delta chi2, optimum of the others)
+        for multiple in _PROFILE_STEPS_SE:
+            v = v_hat + side * multiple * se
+            at_limit = not lo_limit < v < hi_limit
+            if at_limit:
+                v = lo_limit if side < 0 else hi_limit
+                if not math.isfinite(v) or (kind == "log" and v <= 0):
+                    v = walked[-1][0] * (0.5 if side < 0 else 2.0)  # a log input: halve / double instead
+                    at_limit = False
+            delta, u = profile_at(v, walked[-1][2])
+            walked.append((v, delta, u))
+            if delta >= targets[-1] or at_limit:
+                break
+        for level, z in INTERVAL_LEVELS.items():
+            target = z * z
+            bracket = next((k for k in range(1, len(walked)) if walked[k][1] >= target), None)
+            if bracket is None:
+                continue  # open on this side
+            bound = _cross(walked[bracket - 1], walked[bracket], target)
+            delta, u = profile_at(bound, walked[bracket - 1][2])  # refine once inside the bracket
+            pair = (walked[bracket - 1], (bound, delta, u)) if delta < target else ((bound, delta, u), walked[bracket])
+            result[level][slot] = float(_cross(*pair, target))
+    return result
+
+
+def _cross(a, b, target: float) -> float:
+    """Where ``sqrt(delta)`` crosses ``sqrt(target)`` on the segment between profile points ``a``, ``b``."""
+    (va, da, _), (vb, db, _) = a, b
+    sa, sb, st = math.sqrt(da), math.sqrt(db), math.sqrt(target)
+    if sb == sa:
+        return vb
+    return va + (vb - va) * (st - sa) / (sb - sa)
 
 
 def _physical_dict(u, scales, problem) -> dict[str, float]:

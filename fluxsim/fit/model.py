@@ -1,5 +1,12 @@
 """The forward model of a fit (pure JAX): problem description, traced data, reparameterisation, time
-rescaling, model curves and weighted residuals (:mod:`fluxsim.fit`)."""
+rescaling, model curves and weighted residuals (:mod:`fluxsim.fit`).
+
+The model is the mesh core :func:`fluxsim.core.solve.simulate` on the particle's own outline: the outline is meshed
+once on the host at ``numerics.spacing`` (:func:`fit_mesh`) and the :class:`~fluxsim.core.mesh.TriMesh` travels as a
+traced input (:class:`Extra`), so another particle whose mesh falls in the same node-count buckets reuses the
+compiled programs. Every rate is simulated on one static grid of ``SAVE_POINTS`` canonical times (time rescaling,
+:func:`time_rescaled`) and interpolated linearly to the measurement times.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluxsim.api import replace
-from fluxsim.core import outputs
-from fluxsim.core.polar.solver import Numerics, simulate
+from fluxsim.core.mesh import MeshSizes, TriMesh, bucket_size, mesh_outline, mesh_sizes
+from fluxsim.core.outline import Disk
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics, simulate
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import catalogue
 from fluxsim.model._pytree import Interface
+from fluxsim.model.diffusivity import PowerLaw
 from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge
 
@@ -26,8 +36,19 @@ from fluxsim.model.protocol import Charge
 CANONICAL_HORIZON_S = 1000.0
 #: Simulated window = this factor x the last measurement (in passed capacity).
 HORIZON_MARGIN = 1.05
-#: Default discretisation of fits (see the module docstring for its accuracy).
-DEFAULT_NUMERICS = Numerics(nr=16, nphi=64, n_steps=64)
+#: Default discretisation of fits: the solver's mesh spacing R_eq / 32 with rtol 1e-3 (R_eq / 16 leaves a bias of
+#: 1 standard error in eta on 4 rates x 20 points, R_eq / 24 about 1.4 SE against the finite-element reference of
+#: tests/fit/test_shape.py; ``benchmarks/bench_fit.py`` measures the default against twice the resolution); no line
+#: cut (a fit does not use it).
+DEFAULT_NUMERICS = Numerics(spacing=1 / 32, integrator=RKLSettings(rtol=1e-3, atol=1e-5), line_cut_samples=3)
+#: Core metrics the model can be compared in: ``"hard"`` (theta > theta_core, by exact clipping of the P1 field on
+#: the triangles: what a thresholded image measures; continuous and piecewise smooth in every input) and
+#: ``"smooth"`` (sigmoid of width core_smoothing: smooth, but 1.5-4.5 nm off the hard d on an aspect-2.2 ellipse at
+#: 10-20 mAh/g, several standard errors of a fit to 10 nm data). The default is the first.
+METRICS = ("hard", "smooth")
+#: Canonical save times of every (time-rescaled) series over the simulated window; the model is interpolated
+#: linearly between them (d(t) is smooth: 128 intervals leave < 0.1 nm).
+SAVE_POINTS = 129
 #: Uncertainties assumed where the file gives none (the covariance is then rescaled by the reduced chi2).
 DEFAULT_D_SIGMA_NM = obs_mod.DEFAULT_D_SIGMA_NM  # stated with the CSV format
 DEFAULT_CORE_FRACTION_SIGMA = 0.02
@@ -55,6 +76,16 @@ class Problem:
     transforms: tuple[str, ...]
     numerics: Numerics
     horizon_s: float = CANONICAL_HORIZON_S
+    n_save: int = SAVE_POINTS
+    metric: str = "hard"
+
+    def __post_init__(self):
+        if self.metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {self.metric!r}")
+
+    @property
+    def save_times_s(self) -> tuple[float, ...]:
+        return tuple(float(t) for t in np.linspace(0.0, self.horizon_s, self.n_save))
 
 
 class Data(NamedTuple):
@@ -76,6 +107,7 @@ class Extra(NamedTuple):
     """Traced inputs of the compiled functions besides the unconstrained parameters."""
 
     base: Params
+    mesh: TriMesh  # the particle's outline, meshed (nondimensional; traced)
     data: Data
     scales: jnp.ndarray  # (k,) scale of log-parameterised inputs
     mask: jnp.ndarray  # (k,) 1: free, 0: held (profile re-optimisation)
@@ -226,23 +258,81 @@ def _held(series, present):
     return jnp.where(present, series, 0.0)[last]
 
 
-def model_curves(params: Params, data: Data, problem: Problem) -> Curves:
-    """Smooth core metrics of every series (vmapped over rates), in physical time."""
+def fit_numerics(numerics: Numerics, base: Params) -> Numerics:
+    """``numerics`` with ``integer_exponent`` set when the base's power law has a fixed integer exponent (the
+    exponent is never fitted): the Kirchhoff potential then takes multiplications, same values to rounding."""
+    law = base.diffusivity
+    if numerics.integer_exponent is None and isinstance(law, PowerLaw):
+        m = np.asarray(law.exponent)
+        if m.ndim == 0 and float(m) == round(float(m)) and float(m) >= 1:
+            return dataclasses.replace(numerics, integer_exponent=int(round(float(m))))
+    return numerics
+
+
+def fit_mesh(outline=None, numerics: Numerics = DEFAULT_NUMERICS, buckets: MeshSizes | None = None) -> TriMesh:
+    """The mesh of a fit: ``outline`` (default :class:`~fluxsim.core.outline.Disk`) at ``numerics.spacing``, padded
+    to ``buckets`` (default: its own, :func:`fluxsim.core.mesh.mesh_outline`)."""
+    return mesh_outline(Disk() if outline is None else outline, numerics.spacing, buckets)
+
+
+def common_buckets(outlines, spacing: float) -> MeshSizes:
+    """Array sizes that hold the mesh of every outline (as :func:`fluxsim.core.mesh.stack_meshes` pads them): the
+    fits of several particles padded to them share one compiled program."""
+    sizes = [mesh_sizes(o, spacing) for o in outlines]
+    n_rim = bucket_size(max(s.n_rim for s in sizes))
+    n_nodes = bucket_size(max(s.n_nodes - s.n_rim for s in sizes) + n_rim)
+    return MeshSizes(n_nodes, n_rim, bucket_size(max(s.n_triangles for s in sizes)), max(s.max_degree for s in sizes))
+
+
+def simulate_jit(params, mesh, protocol, numerics, save_times_s, snapshot_times_s=()):
+    """:func:`fluxsim.core.solve.simulate`, jit-compiled once per static settings and shapes (host helpers)."""
+    return _SIMULATE(params, mesh, protocol, numerics, tuple(save_times_s), tuple(snapshot_times_s))
+
+
+_SIMULATE = jax.jit(simulate, static_argnums=(2, 3, 4, 5))
+
+
+def offset_nm(x, y):
+    """``|(x, y)|`` whose derivative is safe (0) where the offset is exactly 0."""
+    nonzero = (x != 0) | (y != 0)
+    return jnp.where(nonzero, jnp.hypot(jnp.where(nonzero, x, 1.0), jnp.where(nonzero, y, 0.0)), 0.0)
+
+
+def simulate_series(params: Params, mesh: TriMesh, data: Data, problem: Problem, snapshot_times_s=()):
+    """The time-rescaled solutions of every rate (vmapped): ``(Solution, physical time factor (S,))``."""
     protocol = (Charge(max_duration_s=problem.horizon_s, until_cutoff=False),)
 
     def one(rate):
-        solution = simulate(time_rescaled(params, data.rate_sim, rate), protocol, problem.numerics)
-        present = solution.smooth_core_fraction > 0
-        d = outputs.offset_nm(solution, smooth=True)
+        return simulate(time_rescaled(params, data.rate_sim, rate), mesh, protocol, problem.numerics,
+                        problem.save_times_s, snapshot_times_s)
+
+    return jax.vmap(one)(data.rate), data.rate_sim / data.rate
+
+
+def core_series(solution, metric: str):
+    """``(fraction, x_nm, y_nm)`` of the core metric ``"hard"`` or ``"smooth"`` of a solution."""
+    if metric == "hard":
+        return solution.core_fraction, solution.core_x_nm, solution.core_y_nm
+    return solution.smooth_core_fraction, solution.smooth_core_x_nm, solution.smooth_core_y_nm
+
+
+def model_curves(params: Params, mesh: TriMesh, data: Data, problem: Problem) -> Curves:
+    """Core metrics (``problem.metric``) of every series (vmapped over rates), in physical time."""
+    solutions, factor = simulate_series(params, mesh, data, problem)
+
+    def one(solution, factor):
+        fraction, x, y = core_series(solution, problem.metric)
+        present = fraction > 0
+        d = offset_nm(x, y)
         return Curves(
-            t_s=solution.t_s * data.rate_sim / rate,
+            t_s=solution.t_s * factor,
             d_nm=_held(jnp.where(present, d, 0.0), present),
-            x_nm=_held(solution.smooth_core_x_nm, present),
-            y_nm=_held(solution.smooth_core_y_nm, present),
-            core_fraction=solution.smooth_core_fraction,
+            x_nm=_held(x, present),
+            y_nm=_held(y, present),
+            core_fraction=fraction,
         )
 
-    return jax.vmap(one)(data.rate)
+    return jax.vmap(one)(solutions, factor)
 
 
 def _at_data(curves: Curves, data: Data) -> Curves:
@@ -253,7 +343,7 @@ def _at_data(curves: Curves, data: Data) -> Curves:
 def residuals(u, extra: Extra, problem: Problem):
     """Weighted residuals (flat, ``4 S N``: |d|, d_x, d_y, core fraction per point) and the model curves."""
     params = replace(extra.base, **_to_physical(u, extra.scales, problem))
-    curves = model_curves(params, extra.data, problem)
+    curves = model_curves(params, extra.mesh, extra.data, problem)
     m, data = _at_data(curves, extra.data), extra.data
     r = jnp.stack([
         data.w_mag * (m.d_nm - data.d),

@@ -11,11 +11,20 @@ from typing import Any
 import numpy as np
 
 from fluxsim._version import __version__
-from fluxsim.core.polar.solver import Numerics
-from fluxsim.fit.model import FITTABLE, HORIZON_MARGIN, Curves
+from fluxsim.core.solve import Numerics
+from fluxsim.fit.model import FITTABLE, HORIZON_MARGIN, Curves, fit_mesh, simulate_jit
 from fluxsim.io import observations as obs_mod
 from fluxsim.model.params import Params
 
+#: Confidence levels of the reported intervals: name -> z (coverage erf(z / sqrt 2); Gauss-Newton: estimate +- z SE;
+#: profile: chi2 rises by z**2 above its minimum).
+INTERVAL_LEVELS = {"68": 1.0, "95": 1.959964}
+#: What each kind of interval in :attr:`FitResult.intervals` is (written into the report).
+INTERVAL_KINDS = {
+    "gauss_newton": "estimate +- z standard errors of the Gauss-Newton covariance (local, linearised, symmetric)",
+    "profile": "profile likelihood: where chi2, other fitted inputs re-optimised, rises by 1 (68 %) or 3.84 (95 %) "
+               "above its minimum (scaled by the reduced chi2 without given sigmas); null bound: open interval",
+}
 
 def _json_ready(value):
     if isinstance(value, dict):
@@ -53,6 +62,10 @@ class FitResult:
         observations: the data.
         curves: the model series at the optimum (numpy :class:`Curves`), ``(S, T)``.
         fitted: the model at the data times (numpy :class:`Curves`), ``(S, N)``.
+        outline: the particle's outline (:mod:`fluxsim.core.outline`) the model was solved on.
+        metric: the core metric compared (:data:`fluxsim.fit.model.METRICS`).
+        intervals: per fitted input, ``gauss_newton_68/95`` and ``profile_68/95`` ``[low, high]`` (None: open or
+            not computed); :data:`INTERVAL_KINDS` says which is which.
     """
 
     names: tuple[str, ...]
@@ -78,6 +91,9 @@ class FitResult:
     observations: obs_mod.Observations
     curves: Curves
     fitted: Curves
+    outline: Any = None
+    intervals: dict = dataclasses.field(default_factory=dict)
+    metric: str = "hard"
 
     @property
     def reduced_chi2(self) -> float:
@@ -98,6 +114,7 @@ class FitResult:
             "model": self.model,
             "method": self.method,
             "numerics": dataclasses.asdict(self.numerics),
+            "core_metric": self.metric,
             "fitted": list(self.names),
             "units": {n: FITTABLE[n].unit for n in self.names},
             "values": self.values,
@@ -115,8 +132,48 @@ class FitResult:
             "starts": self.starts,
             "candidates": self.candidates,
             "profile": self.profile,
+            "intervals": self.intervals,
+            "interval_kinds": INTERVAL_KINDS,
+            "outline": self.outline_record(),
             "timings": self.timings,
         })
+
+    def outline_xy_nm(self) -> np.ndarray:
+        """The outline's vertices as meshed ``(m, 2)`` [nm], relative to its area centroid (x right, y up)."""
+        from fluxsim.core.outline import Disk
+
+        outline = Disk() if self.outline is None else self.outline
+        return outline.boundary(self.numerics.spacing) * float(self.params.radius_m) * 1e9
+
+    def outline_record(self) -> dict:
+        """The outline for the report: its kind, parameters (not the dense points of a traced mask) and vertices."""
+        from fluxsim.core.outline import Disk
+
+        outline = Disk() if self.outline is None else self.outline
+        fields = {f.name: getattr(outline, f.name) for f in dataclasses.fields(outline)
+                  if f.name not in ("points", "vertices")}
+        return {"kind": type(outline).__name__, **fields, "equivalent_radius_m": float(self.params.radius_m),
+                "vertices_nm": np.round(self.outline_xy_nm(), 2)}
+
+    def field_snapshot(self, series: int | None = None, fraction: float = 0.5):
+        """The fitted model's occupancy field on the mesh at ``fraction`` of the last measurement time of a series
+        (default: the fastest rate): ``(x_nm (n,), y_nm (n,), triangles (t, 3), theta (n,), time_s, rate)``."""
+        from fluxsim.model.protocol import Charge
+
+        rates = [s.rate_mA_per_g for s in self.observations.series]
+        series = int(np.argmax(rates)) if series is None else series
+        s = self.observations.series[series]
+        t = float(fraction * s.time_s[-1])
+        mesh = fit_mesh(self.outline, self.numerics)
+        params = dataclasses.replace(self.params, rate_mA_per_g=s.rate_mA_per_g)
+        protocol = (Charge(max_duration_s=max(t, 1e-6), until_cutoff=False),)
+        theta = np.asarray(simulate_jit(params, mesh, protocol, self.numerics, (t,), (t,)).snapshots[0])
+        real = np.asarray(mesh.node_mask)
+        index = np.cumsum(real) - 1
+        tri = np.asarray(mesh.triangles)
+        tri = tri[np.asarray(mesh.triangle_area) > 0]
+        xy = (np.asarray(mesh.xy) - np.asarray(mesh.centroid)) * float(self.params.radius_m) * 1e9
+        return xy[real, 0], xy[real, 1], index[tri], theta[real], t, s.rate_mA_per_g
 
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         """The report as JSON text; also written to ``path`` when given."""
@@ -149,7 +206,7 @@ class FitResult:
         names = list(self.names)
         data_vars = {
             "model_time": var(("series", "time"), self.curves.t_s, "s", "time of the model series"),
-            "model_d": var(("series", "time"), self.curves.d_nm, "nm", "model core offset d (smooth metric)"),
+            "model_d": var(("series", "time"), self.curves.d_nm, "nm", f"model core offset d ({self.metric} metric)"),
             "model_core_x": var(("series", "time"), self.curves.x_nm, "nm", "model core centroid x"),
             "model_core_y": var(("series", "time"), self.curves.y_nm, "nm", "model core centroid y"),
             "model_core_fraction": var(("series", "time"), self.curves.core_fraction, "1", "model core area fraction"),
@@ -172,8 +229,19 @@ class FitResult:
             "particle": xr.Variable(("series",), np.array([s.particle for s in series], dtype=object)),
             "parameter": xr.Variable(("parameter",), np.array(names, dtype=object)),
             "parameter_2": xr.Variable(("parameter_2",), np.array(names, dtype=object)),
+            "bound": xr.Variable(("bound",), np.array(["low", "high"], dtype=object)),
             "parameter_units": xr.Variable(("parameter",), np.array([FITTABLE[n].unit for n in names], dtype=object)),
         }
+        for level in INTERVAL_LEVELS:
+            for kind in INTERVAL_KINDS:
+                key = f"{kind}_{level}"
+                bounds = [[np.nan if v is None else v for v in self.intervals.get(n, {}).get(key, [None, None])]
+                          for n in names]
+                data_vars[f"interval_{key}"] = var(("parameter", "bound"), bounds, "",
+                                                   f"{level} % interval: {INTERVAL_KINDS[kind]}")
+        xy = self.outline_xy_nm()
+        data_vars["outline_x"] = var(("outline_vertex",), xy[:, 0], "nm", "outline vertex x (from the area centroid)")
+        data_vars["outline_y"] = var(("outline_vertex",), xy[:, 1], "nm", "outline vertex y (up)")
         if self.profile is not None:
             data_vars["profile_eta"] = var(("profile_point",), self.profile["eta"], "1", "eta along the profile")
             data_vars["profile_chi2"] = var(("profile_point",), self.profile["chi2"], "1", "chi2 along the profile")
@@ -197,7 +265,7 @@ class FitResult:
         import matplotlib.pyplot as plt
 
         series = self.observations.series
-        panels = 1 + self.observations.has_core_fraction + (self.profile is not None)
+        panels = 2 + self.observations.has_core_fraction + (self.profile is not None)
         fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.2), squeeze=False)
         axes = axes[0]
         colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(series)))
@@ -227,6 +295,7 @@ class FitResult:
             ax.set_xlabel("eta")
             ax.set_ylabel("chi2 - chi2_min")
             ax.set_title(f"profile ({self.profile['mode']})", fontsize=8)
+        self._plot_field(axes[-2] if self.profile is not None else axes[-1])
         fig.tight_layout()
         if path is None:
             return fig
@@ -234,6 +303,20 @@ class FitResult:
         fig.savefig(path, dpi=dpi)
         plt.close(fig)
         return path
+
+    def _plot_field(self, ax):
+        """The fitted field on the particle's outline (tripcolor of a snapshot on the mesh) and its outline."""
+        x, y, tri, theta, t, rate = self.field_snapshot()
+        art = ax.tripcolor(x, y, tri, theta, shading="gouraud", cmap="viridis", vmin=min(float(theta.min()), 0.8),
+                           vmax=1.0)
+        xy = self.outline_xy_nm()
+        ax.plot(np.r_[xy[:, 0], xy[0, 0]], np.r_[xy[:, 1], xy[0, 1]], "k-", lw=0.8)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x [nm]")
+        ax.set_ylabel("y [nm]")
+        kind = type(self.outline).__name__ if self.outline is not None else "Disk"
+        ax.set_title(f"fitted theta at {t:.0f} s, {rate:g} mA/g ({kind})", fontsize=8)
+        ax.figure.colorbar(art, ax=ax, shrink=0.8, label="occupancy theta")
 
     def save(self, out_dir: str | Path, stem: str = "fit") -> dict[str, Path]:
         """Write ``<stem>.json``, ``<stem>.zarr`` and ``<stem>.png`` into ``out_dir``."""
@@ -254,6 +337,11 @@ class FitResult:
         if len(self.names) > 1:
             lines.append("  correlation:\n" + "\n".join("    " + " ".join(f"{c:+.3f}" for c in row)
                                                       for row in self.correlation))
+        for n, entry in self.intervals.items():
+            for kind in ("gauss_newton_95", "profile_95"):
+                if kind in entry:
+                    lo, hi = (_fmt(v) if v is not None else "open" for v in entry[kind])
+                    lines.append(f"  {n:>18} {kind.replace('_95', '').replace('_', '-')} 95 % interval: [{lo}, {hi}]")
         lines += [f"  WARNING: {w}" for w in self.warnings]
         lines.append(f"  time: compile {self.timings['compile_s']:.1f} s, run {self.timings['run_s']:.1f} s")
         return "\n".join(lines)

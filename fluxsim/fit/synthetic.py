@@ -9,12 +9,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fluxsim.core.polar.solver import Numerics, simulate
-from fluxsim.fit.model import DEFAULT_NUMERICS, Curves, Problem, _as_float_tree, make_data, time_rescaled
+from fluxsim.core.solve import Numerics
+from fluxsim.fit.model import (
+    DEFAULT_NUMERICS,
+    Curves,
+    Problem,
+    _as_float_tree,
+    core_series,
+    fit_mesh,
+    fit_numerics,
+    make_data,
+    simulate_series,
+)
 from fluxsim.fit.optimisers import _compiled
 from fluxsim.io import observations as obs_mod
 from fluxsim.model.params import Params
-from fluxsim.model.protocol import Charge
 
 
 def simulate_observations(
@@ -23,13 +32,14 @@ def simulate_observations(
     times_s: Sequence[Sequence[float]] | np.ndarray,
     *,
     numerics: Numerics | None = None,
+    outline=None,
     noise_nm: float = 0.0,
     with_direction: bool = True,
     with_core_fraction: bool = False,
     core_fraction_noise: float = 0.0,
     seed: int = 0,
     particle: str = "synthetic",
-    smooth: bool = True,
+    metric: str = "hard",
 ) -> obs_mod.Observations:
     """Synthetic measurements from the forward model (the fit's own time-rescaled batch): d(t) of every rate at
     ``times_s[k]``, with Gaussian noise of ``noise_nm`` on each Cartesian component of the offset vector (so d stays
@@ -40,21 +50,26 @@ def simulate_observations(
         rates_mA_per_g: one rate per series.
         times_s: measurement times per series [s].
         numerics: discretisation (default :data:`DEFAULT_NUMERICS`).
+        outline: the particle's outline (:mod:`fluxsim.core.outline`; default the disk), meshed at
+            ``numerics.spacing``; ``params.radius_m`` is its equivalent radius.
         noise_nm: standard deviation of each offset component [nm]; also written as ``d_sigma_nm`` (if > 0).
         with_direction: include the direction column.
         with_core_fraction: include the core fraction (noise ``core_fraction_noise``).
         seed: noise seed.
-        smooth: use the smooth core metrics (as the fit does) or the hard ones (as images do).
+        metric: core metric, ``"hard"`` (as images and the fit's default) or ``"smooth"``
+            (:data:`fluxsim.fit.model.METRICS`).
     """
-    numerics = numerics or DEFAULT_NUMERICS
+    numerics = fit_numerics(numerics or DEFAULT_NUMERICS, params)
+    mesh = fit_mesh(outline, numerics)
     times = [np.asarray(t, float) for t in times_s]
     pieces = [obs_mod.make_observations(r, t, np.zeros_like(t), particle=particle) for r, t in zip(rates_mA_per_g,
                                                                                                  times)]
     shell = obs_mod.combine(*pieces)
     data, _ = make_data(shell)
-    problem = Problem((), (), numerics)
-    fn = _compiled(_synthetic, (_as_float_tree(params), _as_float_tree(data)), problem=problem, smooth=smooth)
-    at = jax.tree.map(np.asarray, fn(_as_float_tree(params), _as_float_tree(data)))
+    problem = Problem((), (), numerics, metric=metric)
+    args = (_as_float_tree(params), mesh, _as_float_tree(data))
+    fn = _compiled(_synthetic, args, problem=problem)
+    at = jax.tree.map(np.asarray, fn(*args))
     rng = np.random.default_rng(seed)
     radius = float(params.radius_m)
     parts = []
@@ -79,17 +94,11 @@ def simulate_observations(
     return obs_mod.combine(*parts, source=f"synthetic ({particle})")
 
 
-def _synthetic(params, data, *, problem: Problem, smooth: bool):
-    """Model offsets and core fraction at the data times (hard or smooth metrics)."""
-    protocol = (Charge(max_duration_s=problem.horizon_s, until_cutoff=False),)
-
-    def one(rate):
-        s = simulate(time_rescaled(params, data.rate_sim, rate), protocol, problem.numerics)
-        if smooth:
-            return s.t_s * data.rate_sim / rate, s.smooth_core_x_nm, s.smooth_core_y_nm, s.smooth_core_fraction
-        return s.t_s * data.rate_sim / rate, s.core_x_nm, s.core_y_nm, s.core_fraction
-
-    t, x, y, f = jax.vmap(one)(data.rate)
+def _synthetic(params, mesh, data, *, problem: Problem):
+    """Model offsets and core fraction at the data times (``problem.metric``)."""
+    s, factor = simulate_series(params, mesh, data, problem)
+    t = s.t_s * factor[:, None]
+    f, x, y = core_series(s, problem.metric)
     interp = jax.vmap(jnp.interp)
     return Curves(data.t, jnp.hypot(interp(data.t, t, x), interp(data.t, t, y)), interp(data.t, t, x),
                   interp(data.t, t, y), interp(data.t, t, f))

@@ -18,10 +18,11 @@ from app_support import assert_figure
 
 from fluxsim import fit as F
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import Numerics
+from fluxsim.core.rkl import RKLSettings
+from fluxsim.core.solve import Numerics
 from fluxsim.io import observations as obs_mod
 
-NUM = Numerics(nr=12, nphi=48, n_steps=48)
+NUM = Numerics(spacing=0.125, integrator=RKLSettings(rtol=1e-2, atol=1e-4), line_cut_samples=3)  # small and quick
 RATES = (50.0, 100.0, 200.0, 400.0)
 CAPACITIES = np.linspace(1.0, 20.0, 20)  # mAh/g
 TIMES = [CAPACITIES * 3600.0 / r for r in RATES]
@@ -102,9 +103,11 @@ def test_joint_fit_of_eta_and_arc_angle():
 
 @pytest.mark.slow
 def test_arc_angle_without_direction_is_reported_unidentifiable():
-    """|d| does not depend on the arc angle: the fit must say so (and still recover eta)."""
+    """|d| does not depend on the arc angle: the fit must say so (and still recover eta). (On a mesh the disk is
+    rotation invariant only to the mesh's anisotropy, so the standard error of the angle need not blow up: the
+    warning is the structural one.)"""
     data = synthetic(eta=0.4, arc=1.0, seed=5, with_direction=False)
-    with pytest.warns(F.IdentifiabilityWarning, match="arc_center_rad is not identifiable"):
+    with pytest.warns(F.IdentifiabilityWarning, match="arc_center_rad is fitted but the data give no offset direction"):
         result = F.fit(data, ["eta", "arc_center_rad"], blocked_fraction=BLOCKED, numerics=NUM,
                        start={"eta": 0.6, "arc_center_rad": 0.0}, n_candidates=4, n_starts=1, profile=None)
     assert any("arc_center_rad" in w for w in result.warnings)
@@ -154,13 +157,14 @@ def test_model_b_recovers_eta_and_film_resistance():
     rates and the film resistance dominates at high rates, so d grows with the rate and saturates; the rates span
     25-1600 mA/g to see both regimes (eta and r_NMC are 0.94 correlated even so; with 50-400 mA/g, 0.99). At 10 nm
     noise the data pin r_NMC to +-15 % (one SE; benchmarks/fit_recovery.py), so the 10 % criterion is tested at
-    3 nm noise, where it is a two-SE statement rather than luck of the seed.
+    2.5 nm noise, where it is a two-SE statement rather than luck of the seed (on the mesh core at these small
+    numerics the SE of r_NMC is 5.05 % at 3 nm, just short of that).
     """
     truth = {"eta": 0.3, "r_NMC_ohm_m2": 0.02}
     rates = (25.0, 100.0, 400.0, 1600.0)
     times = [CAPACITIES * 3600.0 / r for r in rates]
     params = make_params(surface_model="B", blocked_fraction=BLOCKED, arc_center_rad=ARC, **truth)
-    data = F.simulate_observations(params, rates, times, numerics=NUM, noise_nm=3.0, seed=7)
+    data = F.simulate_observations(params, rates, times, numerics=NUM, noise_nm=2.5, seed=7)
     # the asymmetry at a fixed passed capacity grows with the rate up to 400 mA/g (the premise of the test)
     clean = F.simulate_observations(params, rates, times, numerics=NUM).series
     for q in (10.0, 20.0):
@@ -200,8 +204,8 @@ def test_cli_fit_end_to_end(tmp_path):
     out = tmp_path / "fit"
     exe = Path(sys.executable).with_name("fluxsim")
     cmd = [str(exe), "fit", str(csv), "--params", "eta", "--blocked-fraction", str(BLOCKED), "--out", str(out),
-           "--numerics", f"{NUM.nr},{NUM.nphi},{NUM.n_steps}", "--candidates", "3", "--starts", "1", "--quiet",
-           f"arc_center_rad={ARC}"]
+           "--spacing", str(NUM.spacing), "--rtol", str(NUM.integrator.rtol), "--candidates", "3", "--starts", "1",
+           "--quiet", f"arc_center_rad={ARC}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "eta = " in done.stdout and done.stdout.strip().splitlines()[-1] == str(out)
@@ -218,3 +222,19 @@ def test_cli_fit_end_to_end(tmp_path):
     bad.write_text("rate_mA_per_g,time_min,d_nm\n100,1,5\n")
     done = subprocess.run([str(exe), "fit", str(bad)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "time_min" in done.stderr
+
+
+def test_profile_likelihood_intervals_beside_the_standard_errors(eta02):
+    """Both kinds of interval are reported and named; for one nearly linear input the profile-likelihood interval
+    (chi2 + 1, + 3.84) matches estimate +- 1 / 1.96 SE within 15 %, and brackets the estimate."""
+    intervals = eta02.intervals["eta"]
+    eta, se = eta02.values["eta"], eta02.standard_errors["eta"]
+    for level, z in F.INTERVAL_LEVELS.items():
+        lo, hi = intervals[f"profile_{level}"]
+        assert lo < eta < hi
+        assert (hi - lo) / 2 == pytest.approx(z * se, rel=0.15)
+        assert intervals[f"gauss_newton_{level}"] == pytest.approx([eta - z * se, eta + z * se])
+    report = eta02.to_dict()
+    assert set(report["interval_kinds"]) == {"gauss_newton", "profile"}
+    assert report["intervals"]["eta"]["profile_95"] == pytest.approx(list(intervals["profile_95"]))
+    assert report["outline"]["kind"] == "Disk" and report["core_metric"] == "hard"
