@@ -23,10 +23,9 @@ import time
 import jax
 import numpy as np
 
-import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params, replace
-from fluxsim.core.polar.solver import simulate
+from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.model.protocol import Charge
 from fluxsim.precision import enable_float64
 
@@ -38,7 +37,7 @@ BATCH = 4
 
 
 def fluxsim_point(nr, nphi, n_steps, batch=BATCH):
-    numerics = fluxsim.Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
+    numerics = Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
     base = make_params(eta=0.3, blocked_fraction=0.25)
     # A batch of identical inputs (rate varied by 1e-9 so nothing is constant-folded across the batch).
     stacked = jax.tree.map(lambda *x: np.stack(x), *[replace(base, rate_mA_per_g=100.0 * (1 + 1e-9 * k))

@@ -56,6 +56,7 @@ from fluxsim.core import observables, outputs, solve
 from fluxsim.core.fv import kirchhoff_rhs
 from fluxsim.core.mesh import DEFAULT_SPACING, mesh_outline
 from fluxsim.core.outline import Disk
+from fluxsim.core.polar import solver as polar_solver
 from fluxsim.core.rim import make_drive
 from fluxsim.core.rkl import RKLSettings
 
@@ -116,7 +117,7 @@ def polar(batch):
         bench_roofline.main(["--batch", str(batch), "--json", str(path)])
         figures = json.loads(path.read_text())
     params = make_params(eta=0.3, blocked_fraction=0.25, rate_mA_per_g=RATE)
-    s = jax.jit(lambda p: fluxsim.simulate(p, early_exit=True))(params)
+    s = jax.jit(lambda p: polar_solver.simulate(p, early_exit=True))(params)
     d = outputs.offset_nm(s)
     return dict(ms=figures["cpu"]["measured_s"] * 1e3, flops=figures["per_simulation"]["flops"],
                 bytes=figures["per_simulation"]["bytes"],

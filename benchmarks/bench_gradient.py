@@ -28,10 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import simulate
+from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.model.protocol import Charge
 from fluxsim.precision import enable_float64
 
@@ -42,7 +41,7 @@ X0 = np.array([0.3, 0.25, 0.0, 1.2, 100.0, 1.0, 0.995])
 BASE = make_params(eta=0.3, blocked_fraction=0.25)
 
 
-def scalar(numerics: fluxsim.Numerics):
+def scalar(numerics: Numerics):
     def f(x):
         eta, fraction, angle, radius_um, rate, d_hi, theta0 = (x[i] for i in range(7))
         blocking = dataclasses.replace(BASE.blocking, eta=eta, blocked_fraction=fraction, arc_center_rad=angle)
@@ -88,7 +87,7 @@ def main(argv=None):
         ("value_and_grad, no checkpoint", False, jax.value_and_grad),
         ("jacfwd (7 tangents)", True, jax.jacfwd),
     ):
-        numerics = fluxsim.Numerics(nr=args.nr, nphi=args.nphi, n_steps=args.n_steps, checkpoint=checkpoint)
+        numerics = Numerics(nr=args.nr, nphi=args.nphi, n_steps=args.n_steps, checkpoint=checkpoint)
         rows[label], out = timed(make(scalar(numerics)), x, args.repeats)
         if label.startswith("value_and_grad"):
             rows[label]["gradient"] = np.asarray(out[1]).tolist()

@@ -31,10 +31,9 @@ import time
 import jax
 import numpy as np
 
-import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params, replace
-from fluxsim.core.polar.solver import simulate
+from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.model.protocol import Charge
 from fluxsim.precision import enable_float64
 
@@ -75,7 +74,7 @@ def pybamm_rows(python: str, rates, cells, repeats):
 
 
 def fluxsim_row(rates, nr, nphi, n_steps, repeats):
-    numerics = fluxsim.Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
+    numerics = Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
     base = make_params(eta=1.0, blocked_fraction=0.0)
     stacked = jax.tree.map(lambda *x: np.stack(x), *[replace(base, rate_mA_per_g=float(r)) for r in rates])
     start = time.perf_counter()

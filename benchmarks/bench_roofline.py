@@ -25,7 +25,7 @@ import numpy as np
 import fluxsim
 from fluxsim.api import make_params, replace
 from fluxsim.core.polar import blocksolve, stepper
-from fluxsim.core.polar.solver import _Context, _save, simulate  # noqa: F401  (internal pieces, analysed separately)
+from fluxsim.core.polar.solver import Numerics, _Context, _save, simulate  # noqa: F401  (internal pieces, analysed separately)
 from fluxsim.model.constants import FARADAY_C_PER_MOL
 from fluxsim.model.protocol import Charge
 from fluxsim.precision import enable_float64
@@ -72,7 +72,7 @@ def main(argv=None):
     parser.add_argument("--json")
     args = parser.parse_args(argv)
 
-    numerics = fluxsim.Numerics(nr=args.nr, nphi=args.nphi, n_steps=args.n_steps)
+    numerics = Numerics(nr=args.nr, nphi=args.nphi, n_steps=args.n_steps)
     grid = numerics.grid
     params = make_params(eta=0.3, blocked_fraction=0.25)
     d_ref = params.diffusivity.reference

@@ -22,7 +22,7 @@ import numpy as np
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import simulate
+from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.model.protocol import Charge
 from fluxsim.precision import enable_float64
 
@@ -38,7 +38,7 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
-    numerics = fluxsim.Numerics()
+    numerics = Numerics()
     params = make_params(eta=0.3, blocked_fraction=0.25)
     start = time.perf_counter()
     compiled = jax.jit(lambda p: simulate(p, (Charge(),), numerics)).lower(params).compile()

@@ -21,7 +21,7 @@ import numpy as np
 import fluxsim
 from fluxsim import outputs
 from fluxsim.api import make_params
-from fluxsim.core.polar.solver import simulate
+from fluxsim.core.polar.solver import Numerics, simulate
 from fluxsim.model.protocol import Charge
 from fluxsim.precision import enable_float64
 
@@ -33,7 +33,7 @@ T_D = 600.0
 
 
 def measure(nr, nphi, n_steps):
-    numerics = fluxsim.Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
+    numerics = Numerics(nr=nr, nphi=nphi, n_steps=n_steps)
     run = jax.jit(lambda p: simulate(p, (Charge(),), numerics)).lower(PARAMS).compile()
     start = time.perf_counter()
     s = jax.block_until_ready(run(PARAMS))

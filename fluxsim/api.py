@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from fluxsim.core import outputs, raster
-from fluxsim.core.mesh import DISK, TriMesh, mesh_outline, mesh_sizes
+from fluxsim.core.mesh import DISK, TriMesh, mesh_outline
 from fluxsim.core.outline import Curve, Disk, Ellipse, Polygon
 from fluxsim.core.solve import HORIZON_MARGIN, Numerics, Solution, simulate
 from fluxsim.model.catalogue import DEFAULTS as _D
@@ -539,8 +539,7 @@ def run(
                     else _check_times("save_times_s", save_times_s))
     if not save_times_s:
         raise InputError("save_times_s", " = [] must hold at least one time [s]")
-    check_rim_resolution(mesh_sizes(outline, numerics.spacing).n_rim, [physical], prefix="numerics.",
-                         spacing=numerics.spacing)
+    check_rim_resolution(None, [physical], spacing=numerics.spacing)
     mesh = mesh_outline(outline, numerics.spacing)
     solution = jax.tree.map(np.asarray, _SIMULATE(params, mesh, protocol, numerics, save_times_s, snapshot_times_s))
     return Result(solution, params, protocol, numerics, snapshot_times_s, outline, host_mesh(mesh))

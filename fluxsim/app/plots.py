@@ -73,6 +73,8 @@ _PRETTY = {
     "blocked_fraction": ("f = ", 1.0, ""),
     "radius_m": ("R = ", 1e6, " $\\mu$m"),
     "arc_center_rad": ("arc at ", 1.0, " rad"),
+    "aspect": ("aspect ", 1.0, ""),
+    "orientation_rad": ("long axis at ", 1.0, " rad"),
 }
 
 
@@ -231,9 +233,8 @@ def _field_figure(plt, panels, titles, row_labels, theta_core: float, vmin: floa
             mappable = draw_field(ax, xy, triangles, values, theta_core=theta_core, arcs=arcs, vmin=vmin)
             if row == 0:
                 ax.set_title(titles[col], fontsize=10)
-        if row_labels[row]:
-            axes[row, 0].annotate(row_labels[row], (-0.45, 0.5), xycoords="axes fraction", rotation=90, ha="right",
-                                  va="center", fontsize=8)
+        if row_labels[row]:  # the case, above the first panel's y label (inside the constrained layout)
+            axes[row, 0].set_ylabel(f"{row_labels[row]}\ny [$\\mu$m]", fontsize=7)
     if mappable is not None:
         cbar = fig.colorbar(mappable, ax=axes, fraction=0.03, pad=0.02)
         cbar.set_label("Li occupancy $\\theta$")

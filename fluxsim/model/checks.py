@@ -196,7 +196,7 @@ def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
                 f"surface nodes as samples are needed (nphi >= {len(profile)})"))
 
 
-def check_rim_resolution(n_rim: int, inputs: Iterable[Mapping], *, spacing: float,
+def check_rim_resolution(n_rim: int | None, inputs: Iterable[Mapping], *, spacing: float,
                          describe: Callable[[int], str] | None = None, prefix: str = "numerics.",
                          indices: Sequence[int] | None = None) -> None:
     """Refuse a mesh too coarse for the blocked arcs (before any compute; the mesh core's resolution check).
@@ -205,9 +205,14 @@ def check_rim_resolution(n_rim: int, inputs: Iterable[Mapping], *, spacing: floa
     with a nonzero fraction, and the open rest of the perimeter when there is one, must span at least
     :data:`MIN_ARC_NODES` rim node spacings (perimeter / ``n_rim``).
 
+    ``n_rim=None`` (what every front door passes, so that they refuse alike): the mesh-free lower bound
+    ``floor(2 pi / spacing)``: the rim of any outline meshed at ``spacing`` (units of the equivalent radius) has at
+    least as many nodes, since the disk has the shortest perimeter of all outlines of its area.
+
     Raises:
         InputError: naming ``prefix + "spacing"``, the arc it cannot resolve and a spacing that would do.
     """
+    n_rim = math.floor(2 * math.pi / spacing) if n_rim is None else n_rim
     _check_arcs(n_rim, "rim node spacings", prefix + "spacing",
                 lambda needed: f"spacing <= {spacing * n_rim / float(needed):.3g}", inputs, describe, indices, spacing)
 

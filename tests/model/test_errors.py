@@ -75,8 +75,8 @@ API_REFUSALS = [
      "extra_arcs = [[1.0, 0.1]] must be rows of [center_rad, fraction, eta]"),
     ("eta profile text", dict(eta_profile="abc"), ValueError, "eta_profile = 'abc' must be a sequence of numbers"),
     ("too coarse", dict(blocked_fraction=0.01, numerics=COARSE_MESH), ValueError,
-     "numerics.spacing = 0.125 is too coarse for blocked_fraction = 0.01: the arc spans 0.6 rim node spacings, at "
-     "least 1 are needed (allowed: a fraction of 0 or >= 0.0166667, or spacing <= 0.075)"),
+     "numerics.spacing = 0.125 is too coarse for blocked_fraction = 0.01: the arc spans 0.5 rim node spacings, at "
+     "least 1 are needed (allowed: a fraction of 0 or >= 0.02, or spacing <= 0.0625)"),
 ]
 
 
