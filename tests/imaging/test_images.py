@@ -7,15 +7,13 @@ from fluxsim import fit as F
 from fluxsim.api import make_params
 from fluxsim.core.mesh import mesh_outline
 from fluxsim.core.outline import Ellipse
-from fluxsim.core.polar.solver import Numerics
 from fluxsim.core.rkl import RKLSettings
-from fluxsim.core.solve import Numerics as MeshNumerics
+from fluxsim.core.solve import Numerics
 from fluxsim.imaging import images as I
 from fluxsim.io import observations as obs_mod
 
-NUM = Numerics(nr=12, nphi=48, n_steps=48)  # the fit's model (fluxsim.fit)
 #: The frames' simulation (mesh core): spacing R / 12, rtol 1e-2.
-MESH_NUM = MeshNumerics(spacing=1 / 12, integrator=RKLSettings(rtol=1e-2))
+NUM = Numerics(spacing=1 / 12, integrator=RKLSettings(rtol=1e-2))  # frames and the fit's model
 RADIUS = 1.2e-6
 PIXEL_NM = 40.0
 THETA_CORE = 0.97
@@ -51,7 +49,7 @@ def known_run():
     """Snapshots of one eta = 0.3 particle at 100 and 400 mA/g, every 2 mAh/g to 48 mAh/g (past the core's end)."""
     params = make_params(eta=0.3, blocked_fraction=0.25, arc_center_rad=0.5, radius_m=RADIUS)
     capacities = np.linspace(0.0, 48.0, 25)
-    snaps, times, mesh = I.simulate_snapshots(params, [100.0, 400.0], capacities, MESH_NUM)
+    snaps, times, mesh = I.simulate_snapshots(params, [100.0, 400.0], capacities, NUM)
     return snaps, times, mesh, I.hard_offsets(snaps, mesh, RADIUS, THETA_CORE)
 
 
@@ -100,7 +98,7 @@ def test_fit_from_frames_recovers_eta():
     truth = 0.4
     params = make_params(eta=truth, blocked_fraction=0.25, arc_center_rad=0.0, radius_m=RADIUS)
     rates = [50.0, 100.0, 200.0, 400.0]
-    stacks = I.simulate_frames(params, rates, np.linspace(1.2, 24.0, 20), PIXEL_NM, numerics=MESH_NUM, noise=0.003,
+    stacks = I.simulate_frames(params, rates, np.linspace(1.2, 24.0, 20), PIXEL_NM, numerics=NUM, noise=0.003,
                                blur_px=0.7, centre_offset_px=(0.25, 0.4))
     obs = I.analyse_stacks(stacks, rates, particle="img", d_sigma_nm=PIXEL_NM / 2, with_core_fraction=False)
     assert obs.rates_mA_per_g == rates and obs.particles == ["img"]
