@@ -169,9 +169,10 @@ def _csv(tmp_path, rows, header="rate_mA_per_g,time_s,d_nm"):
         (["{dir}"], "is a directory or not a regular file: give the CSV file itself"),
         (["{csv}", "eta=abc"], "eta = 'abc' must be a number in the allowed range [0, 1]"),
         (["{csv}", "eta=True"], "eta = 'True' must be a number in the allowed range [0, 1]"),
-        (["{csv}", "--numerics", "1,16,16"], "--numerics nr = 1 is outside the allowed range [2, inf)"),
-        (["{csv}", "blocked_fraction=0.001", "--numerics", "8,16,16"],
-         "numerics.nphi = 16 is too coarse for blocked_fraction = 0.001"),
+        (["{csv}", "--spacing", "1"], "--spacing: spacing must be a number in [0.004, 0.25] (units of the "
+                                      "equivalent radius), got 1.0"),
+        (["{csv}", "blocked_fraction=0.001", "--spacing", "0.125"],
+         "numerics.spacing = 0.125 is too coarse for blocked_fraction = 0.001"),
         (["{csv}", "--negative-d", "refuse"], "line 2, column 'd_nm': '-2.83' must be >= 0 (a distance) in"),
         (["{csv}", "eta"], "expected NAME=VALUE for a fixed input, got 'eta'"),
     ],
@@ -188,10 +189,11 @@ def test_fit_cli_refuses_with_exit_2_on_stderr(tmp_path, capsys, args, message, 
 
 def test_fit_api_refuses_numerics_too_coarse(no_compilation):
     data = obs.make_observations(100, [60.0, 120.0], [5.0, 10.0])
-    with pytest.raises(ValueError, match=r"numerics.nphi = 16 is too coarse for blocked_fraction = 0.001"):
-        fit_mod.fit(data, ["eta"], numerics=Numerics(nr=8, nphi=16, n_steps=16), blocked_fraction=0.001)
-    with pytest.raises(ValueError, match=r"numerics.n_steps = 0 is outside the allowed range \[4, inf\)"):
-        fit_mod.fit(data, ["eta"], numerics=Numerics(nr=8, nphi=16, n_steps=0))
+    with pytest.raises(ValueError, match=r"numerics.spacing = 0.125 is too coarse for blocked_fraction = 0.001: the "
+                                         r"arc spans 0.0503 rim node spacings, at least 1 are needed"):
+        fit_mod.fit(data, ["eta"], numerics=COARSE_MESH, blocked_fraction=0.001)
+    with pytest.raises(ValueError, match=r"numerics must be a fluxsim.core.solve.Numerics, got Numerics"):
+        fit_mod.fit(data, ["eta"], numerics=Numerics(nr=8, nphi=16, n_steps=16))
 
 
 def test_negative_d_within_the_noise_is_kept_unchanged_with_a_warning(tmp_path):
