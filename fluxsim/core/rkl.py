@@ -186,14 +186,16 @@ def rkl2_step(rhs, y, f0, h, s, max_stages: int, fixed_loop: bool):
         n_chunks = -(-(max_stages - 1) // STAGE_CHUNK)
         y_s, _ = jax.lax.fori_loop(0, n_chunks, chunk, (y1, y))
     else:
-        def cond(c):
-            return c[0] <= s
-
+        # Two stages per iteration, each written over the older of the two carried states: the carries keep their
+        # buffers (a one-stage body swaps them, which costs XLA copies of the state). A stage past s keeps its
+        # input, so at the end the first carry holds y_s for either parity of s.
         def wbody(c):
-            j, y_prev, y_prev2 = c
-            return j + 1, stage(j, y_prev, y_prev2), y_prev
+            j, a, b = c
+            b = jnp.where(j <= s, stage(j, a, b), a)
+            a = jnp.where(j + 1 <= s, stage(j + 1, b, a), b)
+            return j + 2, a, b
 
-        _, y_s, _ = jax.lax.while_loop(cond, wbody, (jnp.asarray(2, jnp.int32), y1, y))
+        _, y_s, _ = jax.lax.while_loop(lambda c: c[0] <= s, wbody, (jnp.asarray(2, jnp.int32), y1, y))
     return y_s
 
 
@@ -209,12 +211,17 @@ def error_norm(y0, y1, est, rtol, atol):
     return jnp.max(jnp.abs(est) / scale)
 
 
-def locate(g_of_theta, g_lo, g_hi, iterations: int = 24):
+def locate(g_of_theta, g_lo, g_hi, iterations: int = 24, active=None):
     """Zero of ``g_of_theta`` on ``[0, 1]`` with ``g(0) = g_lo > 0 >= g(1) = g_hi``.
 
     Illinois regula falsi (superlinear, bracketing) for ``iterations`` steps, then one Newton correction from the
     stop-gradient root: its value changes by ~the remaining residual and its derivative is the implicit function
     theorem's, ``-(dg/dp) / (dg/dtheta)``.
+
+    ``active`` (a traced bool, forward mode only): iterate in a ``while_loop`` that does nothing where it is False
+    (under ``vmap`` the loop runs only in steps where some simulation of the batch has a crossing; a ``cond``
+    would become a select and run the iterations in every step). The result is then meaningless where inactive.
+    None: a ``fori_loop`` (reverse-differentiable).
     """
     def body(_, c):
         a, b, ga, gb, side = c
@@ -231,7 +238,14 @@ def locate(g_of_theta, g_lo, g_hi, iterations: int = 24):
 
     dtype = jnp.result_type(g_lo)
     init = (jnp.zeros((), dtype), jnp.ones((), dtype), g_lo, g_hi, jnp.zeros((), jnp.int32))
-    a, b, ga, gb, _ = jax.lax.fori_loop(0, iterations, body, jax.tree.map(jax.lax.stop_gradient, init))
+    init = jax.tree.map(jax.lax.stop_gradient, init)
+    if active is None:
+        a, b, ga, gb, _ = jax.lax.fori_loop(0, iterations, body, init)
+    else:
+        active = jax.lax.stop_gradient(active)
+        _, (a, b, ga, gb, _) = jax.lax.while_loop(
+            lambda c: active & (c[0] < iterations), lambda c: (c[0] + 1, body(c[0], c[1])),
+            (jnp.zeros((), jnp.int32), init))
     root = jax.lax.stop_gradient(jnp.where(jnp.abs(ga) < jnp.abs(gb), a, b))
     value, slope = jax.jvp(g_of_theta, (root,), (jnp.ones_like(root),))
     safe = jnp.where(slope < 0, slope, -1.0)
@@ -375,6 +389,13 @@ def integrate(
         n_rejected=jnp.zeros((), jnp.int32), n_evaluations=jnp.ones((), jnp.int32),
     )
 
+    def find(g_of_theta, g_lo, g_hi, crossing):
+        """Located crossing of a step (1 where there is none): a skipped loop in forward mode, a cond otherwise."""
+        one = jnp.ones((), dtype)
+        if differentiable:
+            return jax.lax.cond(crossing, lambda: locate(g_of_theta, g_lo, g_hi), lambda: one)
+        return jnp.where(crossing, locate(g_of_theta, g_lo, g_hi, active=crossing), one)
+
     def step(c: _Carry):
         rho = rho_at(c.y)
         h = jnp.minimum(c.h, max_stable_step(rho, st.max_stages))
@@ -402,13 +423,12 @@ def integrate(
         path = lambda theta: hermite(c.y, y_new, hf0, hf1, theta)  # noqa: E731
         g_lo, g_hi = terminal_fn(c.y), terminal_fn(y_new)
         hit = accept & (g_lo > 0) & (g_hi <= 0) & (terminal is not None)
-        one = jnp.ones((), dtype)
-        theta_hit = jax.lax.cond(hit, lambda: locate(lambda th: terminal_fn(path(th)), g_lo, g_hi), lambda: one)
+        theta_hit = find(lambda th: terminal_fn(path(th)), g_lo, g_hi, hit)
         t_end = jnp.where(hit, c.t + theta_hit * h, t_new)
         y_end = jnp.where(hit, path(theta_hit), y_new)
         w_lo, w_hi = watch_fn(c.y), watch_fn(y_new)
         seen = accept & ~c.watch.found & (w_lo > 0) & (w_hi <= 0) & (watch is not None)
-        theta_w = jax.lax.cond(seen, lambda: locate(lambda th: watch_fn(path(th)), w_lo, w_hi), lambda: one)
+        theta_w = find(lambda th: watch_fn(path(th)), w_lo, w_hi, seen)
         seen = seen & (theta_w <= theta_hit)
         watch_ev = Event(
             found=c.watch.found | seen,

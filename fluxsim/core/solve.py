@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluxsim.core import observables
-from fluxsim.core.fv import kirchhoff_rhs, spectral_radius_bound, time_scale_s
+from fluxsim.core.fv import kirchhoff_rhs, spectral_radius_bound, spectral_radius_estimate, time_scale_s
 from fluxsim.core.mesh import DEFAULT_SPACING, TriMesh
 from fluxsim.core.outline import check_spacing
 from fluxsim.core.rim import make_drive, rim_outflow, rim_weights
@@ -187,7 +187,7 @@ def simulate(
     radius_nm = params.radius_m * 1e9
     weights = rim_weights(mesh, params.blocking)
     stencil = observables.line_cut_stencil(mesh, params.blocking.arc_center_rad, numerics.line_cut_samples)
-    rho_model_a = spectral_radius_bound(mesh, params)
+    rho_model_a = spectral_radius_estimate(mesh, params)
 
     theta0 = jnp.full(mesh.mass.shape, params.theta0, dtype)
     mean0 = observables.mean_theta(mesh, theta0)
