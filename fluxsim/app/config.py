@@ -26,6 +26,7 @@ from fluxsim.api import make_params
 from fluxsim.app.hydra_glue import as_plain, config_hash, dump_yaml, identity, to_container
 from fluxsim.core.rkl import RKLSettings
 from fluxsim.core.solve import Numerics
+from fluxsim.io.masks import read_mask
 from fluxsim.model import catalogue, checks
 from fluxsim.model.checks import MIN_ARC_NODES  # noqa: F401  (re-exported: the resolution limit)
 from fluxsim.model.constants import FARADAY_C_PER_MOL
@@ -522,7 +523,7 @@ def load(cfg) -> JobConfig:
         ConfigError: naming the offending key, its value and what is allowed.
     """
     container = to_container(cfg)
-    shape, mask_radius_m = check_shape(_get(container, "geometry"))
+    shape, mask_radius_m = check_shape(_get(container, "geometry"), read_mask)
     base = _base_inputs(container, mask_radius_m)
     protocol = _protocol(container)
     _numerics(container, base)  # its keys, before the sweep's

@@ -17,16 +17,14 @@ compute. :meth:`ShapeSpec.build` gives the :mod:`fluxsim.core.outline` object th
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from fluxsim.core.mesh import DISK
-from fluxsim.core.outline import Ellipse, Polygon, outline_from_mask
+from fluxsim.core.outline import Curve, Ellipse, Polygon, outline_from_mask
 from fluxsim.model import catalogue, checks
 from fluxsim.model.checks import ConfigError
 
@@ -44,6 +42,7 @@ class ShapeSpec:
     vertices: tuple | None = None
     mask_file: str | None = None
     pixel_size_m: float | None = None
+    curve: Curve | None = dataclasses.field(default=None, repr=False)  # the mask's traced outline
 
     def with_values(self, values: Mapping) -> ShapeSpec:
         """The spec with swept shape inputs (``aspect``, ``orientation_rad``) replaced."""
@@ -56,7 +55,7 @@ class ShapeSpec:
         if self.outline == "polygon":
             return Polygon(self.vertices)
         if self.outline == "mask":
-            return mask_outline(self.mask_file, 1.0)[0]
+            return self.curve
         return DISK
 
     def describe(self) -> str:
@@ -67,35 +66,6 @@ class ShapeSpec:
         if self.vertices is not None and "vertices" in keep:
             data["vertices"] = [list(v) for v in self.vertices]
         return json.dumps(data)
-
-
-@functools.lru_cache(maxsize=16)
-def read_mask(path: str) -> np.ndarray:
-    """A segmentation mask as a 2-D bool array: ``.npy`` (bool, or numbers 0 / 1) or an image (grey > 1/2 of its
-    range: the particle)."""
-    file = Path(path).expanduser()
-    if file.suffix.lower() == ".npy":
-        data = np.load(file, allow_pickle=False)
-        if data.dtype != bool:
-            if data.dtype.kind not in "iuf" or not np.all(np.isin(data, (0, 1))):
-                raise ValueError("a .npy mask must hold bools or the numbers 0 and 1")
-            data = data != 0
-    else:
-        import matplotlib.image as mpimg
-
-        image = np.asarray(mpimg.imread(file), dtype=float)
-        grey = image[..., :3].mean(axis=-1) if image.ndim == 3 else image
-        lo, hi = float(grey.min()), float(grey.max())
-        data = grey > 0.5 * (lo + hi) if hi > lo else np.zeros(grey.shape, bool)
-    if data.ndim != 2:
-        raise ValueError(f"a mask must be a 2-D image, got shape {data.shape}")
-    return data
-
-
-@functools.lru_cache(maxsize=16)
-def mask_outline(path: str, pixel_size_m: float):
-    """``(curve, radius_m)`` of the particle in the mask file (:func:`fluxsim.core.outline.outline_from_mask`)."""
-    return outline_from_mask(read_mask(path), pixel_size_m)
 
 
 def check_value(key: str, name: str, value) -> float:
@@ -113,8 +83,10 @@ def _fail(key: str, detail: str) -> ConfigError:
     return ConfigError(f"geometry.{key}{detail}")
 
 
-def check_shape(section: Mapping) -> tuple[ShapeSpec, float | None]:
+def check_shape(section: Mapping, read_mask: Callable[[str], np.ndarray]) -> tuple[ShapeSpec, float | None]:
     """Validate the shape keys of the config's ``geometry`` section.
+
+    ``read_mask``: mask file -> 2-D bool array (:func:`fluxsim.io.masks.read_mask`).
 
     Returns:
         ``(spec, radius_m)``: the :class:`ShapeSpec`, and the equivalent radius [m] a mask with a pixel size fixes
@@ -168,12 +140,12 @@ def check_shape(section: Mapping) -> tuple[ShapeSpec, float | None]:
                 raise _fail("pixel_size_m", f" = {pixel:g} m fixes the particle's radius from the mask, so "
                             f"geometry.radius_m = {section.get('radius_m')!r} must be null (give one of the two)")
         try:
-            curve, radius = mask_outline(path, 1.0 if pixel is None else pixel)
+            curve, radius = outline_from_mask(read_mask(path), 1.0 if pixel is None else pixel)
         except FileNotFoundError:
             raise _fail("mask_file", f" = {path!r}: no such file") from None
         except (OSError, ValueError, SyntaxError) as err:
             raise _fail("mask_file", f" = {path!r} cannot be used as a mask: {err}") from None
-        spec = dataclasses.replace(spec, mask_file=path, pixel_size_m=pixel)
+        spec = dataclasses.replace(spec, mask_file=path, pixel_size_m=pixel, curve=curve)
         radius = radius if pixel is not None else None
     if radius is not None and not (math.isfinite(radius) and radius > 0):
         raise _fail("pixel_size_m", f" gives an equivalent radius of {radius} m")

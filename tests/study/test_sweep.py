@@ -28,16 +28,27 @@ def _by_point(block_outputs: list) -> dict[str, np.ndarray]:
     return {k: np.concatenate([out[k] for _, out in block_outputs]) for k in names}
 
 
+#: Batched (vmapped, sharded) and single runs compile to different fusions: their roundoff differs, and now and then
+#: an error-controlled step is decided differently on it (measured at tiny numerics: one evaluation more or less in
+#: one point of ten; then up to 1.3e-6 relative in d as the core vanishes, 8.7e-5 absolute at most). The step counts
+#: are not compared; sharding over 4 devices changes the values by 3e-8 at most.
+RTOL, ATOL = 1e-5, 2e-4
+STEP_COUNTS = ("n_steps", "n_rejected", "n_evaluations")
+
+
 def _compare(got: dict, ref: dict, label: str) -> tuple[float, bool]:
-    """Assert equality within 1e-12; returns (largest absolute difference, bitwise equal)."""
+    """Assert equality within :data:`RTOL` / :data:`ATOL`; returns (largest absolute difference, bitwise equal)."""
     worst, bitwise = 0.0, True
     assert set(got) == set(ref)
     for name in ref:
+        if name in STEP_COUNTS:  # the adaptive steps may decide one step differently on other roundoff
+            continue
         a, b = np.asarray(got[name]), np.asarray(ref[name])
         if name == "offset_direction_rad":  # the direction of a roundoff-sized offset (eta = 1) is noise
             keep = np.asarray(ref["offset_nm"]) > 1e-3
             a, b = a[keep], b[keep]
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12, equal_nan=True, err_msg=f"{label}: {name}")
+            a = b + np.angle(np.exp(1j * (a - b)))  # an angle: pi and -pi are the same direction
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True, err_msg=f"{label}: {name}")
         bitwise &= np.array_equal(a, b, equal_nan=True)
         if a.dtype.kind == "f" and np.isfinite(a - b).any():
             worst = max(worst, float(np.nanmax(np.abs(a - b))))
