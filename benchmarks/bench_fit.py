@@ -90,13 +90,16 @@ def main(argv=None):
                "se": se, "eta_twice_resolution": fine.values["eta"], "bias_in_se": bias,
                "eta_truth": args.eta, "error_vs_truth_in_se": abs(first.values["eta"] - args.eta) / se,
                "first_fit_s": first_s, "first_compile_s": first.timings["compile_s"], "second_fit_s": second_s,
-               "twice_resolution_fit_s": fine_s, "profile_95": first.intervals["eta"]["profile_95"]}
+               "twice_resolution_fit_s": fine_s, "profile_95": first.intervals["eta"]["profile_95"],
+               "evaluations": {k: first.timings[f"{k}_evaluations"] for k in ("jacobian", "forward")}}
         rows.append(row)
         print(f"spacing 1/{1 / numerics.spacing:.0f}, rtol {numerics.integrator.rtol:g}: eta = {row['eta']:.4f} "
               f"+- {se:.4f}; twice the resolution {row['eta_twice_resolution']:.4f}: bias {bias:.2f} SE "
               f"(truth {args.eta}: {row['error_vs_truth_in_se']:.2f} SE)", flush=True)
         print(f"  fit time: first {first_s:.1f} s (compile {row['first_compile_s']:.1f} s), second data set "
-              f"{second_s:.1f} s, at twice the resolution {fine_s:.1f} s; profile 95 % {row['profile_95']}", flush=True)
+              f"{second_s:.1f} s, at twice the resolution {fine_s:.1f} s; profile 95 % {row['profile_95']}; model runs "
+              f"{row['evaluations']['jacobian']} with the Jacobian, {row['evaluations']['forward']} forward only",
+              flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)
