@@ -9,8 +9,13 @@ fit's own numerics). Fitted (eta, Levenberg-Marquardt, default settings, profile
 * at twice the resolution (half the spacing, rtol / 3),
 
 the bias is ``|eta(default) - eta(twice)| / SE`` (target < 0.5). Timings: the first fit (compile + run) and a second
-data set of the same shape (no compilation), and one residual-and-Jacobian evaluation (forward-mode ``jacfwd``)
-against a forward run.
+data set of the same shape (no compilation), with the model runs of the first fit (with the forward-mode Jacobian,
+and forward-only where chi2 alone is needed).
+
+Measured (2-core CPU shared with other jobs, load 6-9): R_eq / 32, rtol 1e-3: eta = 0.4993 +- 0.0039, twice the
+resolution 0.4984, bias 0.23 SE; first fit 116 s (66 s of it compiling the two programs), second data set 45 s, 4
+model runs with the Jacobian and 19 forward-only; before the forward-only runs (every point with the Jacobian), in
+an overlapping run, 125 s / 119 s with the same values. Target: 60 s for a fit once compiled (docs/fit.md).
 
     python benchmarks/bench_fit.py                       # the default numerics
     python benchmarks/bench_fit.py --spacings 0.0625 0.03125 --rtol 3e-3   # candidates
