@@ -9,8 +9,13 @@ fit's own numerics). Fitted (eta, Levenberg-Marquardt, default settings, profile
 * at twice the resolution (half the spacing, rtol / 3),
 
 the bias is ``|eta(default) - eta(twice)| / SE`` (target < 0.5). Timings: the first fit (compile + run) and a second
-data set of the same shape (no compilation), and one residual-and-Jacobian evaluation (forward-mode ``jacfwd``)
-against a forward run.
+data set of the same shape (no compilation), with the model runs of the first fit (with the forward-mode Jacobian,
+and forward-only where chi2 alone is needed).
+
+Measured (2-core CPU shared with other jobs, load 6-9): R_eq / 32, rtol 1e-3: eta = 0.4993 +- 0.0039, twice the
+resolution 0.4984, bias 0.23 SE; first fit 116 s (66 s of it compiling the two programs), second data set 45 s, 4
+model runs with the Jacobian and 19 forward-only; before the forward-only runs (every point with the Jacobian), in
+an overlapping run, 125 s / 119 s with the same values. Target: 60 s for a fit once compiled (docs/fit.md).
 
     python benchmarks/bench_fit.py                       # the default numerics
     python benchmarks/bench_fit.py --spacings 0.0625 0.03125 --rtol 3e-3   # candidates
@@ -90,13 +95,16 @@ def main(argv=None):
                "se": se, "eta_twice_resolution": fine.values["eta"], "bias_in_se": bias,
                "eta_truth": args.eta, "error_vs_truth_in_se": abs(first.values["eta"] - args.eta) / se,
                "first_fit_s": first_s, "first_compile_s": first.timings["compile_s"], "second_fit_s": second_s,
-               "twice_resolution_fit_s": fine_s, "profile_95": first.intervals["eta"]["profile_95"]}
+               "twice_resolution_fit_s": fine_s, "profile_95": first.intervals["eta"]["profile_95"],
+               "evaluations": {k: first.timings[f"{k}_evaluations"] for k in ("jacobian", "forward")}}
         rows.append(row)
         print(f"spacing 1/{1 / numerics.spacing:.0f}, rtol {numerics.integrator.rtol:g}: eta = {row['eta']:.4f} "
               f"+- {se:.4f}; twice the resolution {row['eta_twice_resolution']:.4f}: bias {bias:.2f} SE "
               f"(truth {args.eta}: {row['error_vs_truth_in_se']:.2f} SE)", flush=True)
         print(f"  fit time: first {first_s:.1f} s (compile {row['first_compile_s']:.1f} s), second data set "
-              f"{second_s:.1f} s, at twice the resolution {fine_s:.1f} s; profile 95 % {row['profile_95']}", flush=True)
+              f"{second_s:.1f} s, at twice the resolution {fine_s:.1f} s; profile 95 % {row['profile_95']}; model runs "
+              f"{row['evaluations']['jacobian']} with the Jacobian, {row['evaluations']['forward']} forward only",
+              flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=2)

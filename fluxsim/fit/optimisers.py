@@ -47,6 +47,13 @@ def _evaluate(u, extra: Extra, *, problem: Problem):
     return r, jac, curves
 
 
+def _chi2(u, extra: Extra, *, problem: Problem):
+    """chi2 alone (no Jacobian): the points where only the misfit is needed (candidates, grid profile, the
+    profile-likelihood intervals of one fitted input) cost a forward run instead of the tangent-carrying one."""
+    r, _ = residuals(u, extra, problem)
+    return r @ r
+
+
 def _step(u, state, extra: Extra, *, problem: Problem, spec: OptimiserSpec):
     """One optimiser step, all of it inside one compiled function."""
     optimiser = spec.build()

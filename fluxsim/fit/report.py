@@ -56,7 +56,8 @@ class FitResult:
         candidates: the multi-start candidates and their chi2.
         profile: chi2 along eta (``{"eta": [...], "chi2": [...], "mode": ...}``) or None.
         warnings: identifiability and convergence warnings.
-        timings: ``compile_s`` (ahead-of-time compilations), ``run_s`` (everything else) and ``total_s``.
+        timings: ``compile_s`` (ahead-of-time compilations), ``run_s`` (everything else) and ``total_s``;
+            ``jacobian_evaluations`` and ``forward_evaluations``: model runs with and without the Jacobian.
         params: the fitted :class:`~fluxsim.model.params.Params` (base inputs with the estimates).
         inputs: the fixed inputs of the model, for the report.
         observations: the data.

@@ -238,3 +238,19 @@ def test_profile_likelihood_intervals_beside_the_standard_errors(eta02):
     assert set(report["interval_kinds"]) == {"gauss_newton", "profile"}
     assert report["intervals"]["eta"]["profile_95"] == pytest.approx(list(intervals["profile_95"]))
     assert report["outline"]["kind"] == "Disk" and report["core_metric"] == "hard"
+
+
+def test_chi2_only_points_run_forward_only_and_the_grid_profile_seeds_the_intervals(eta02):
+    """Candidates, the grid profile and the intervals of one input need chi2 alone: they run the forward-only
+    program, so the Jacobian is taken only by the optimiser. Intervals walked from scratch (no grid profile) agree
+    with the ones the grid profile seeded."""
+    counts = {k: eta02.timings[f"{k}_evaluations"] for k in ("jacobian", "forward")}
+    n_grid = len(eta02.profile["eta"])
+    assert counts["forward"] >= n_grid + len(eta02.candidates) - 2  # two may coincide with Jacobian points
+    assert counts["jacobian"] <= 1 + sum(len(s["history_chi2"]) for s in eta02.starts) + 12  # the LM's own
+    walked = fit_eta(eta02.observations, profile=None)
+    assert walked.values["eta"] == eta02.values["eta"]
+    se = eta02.standard_errors["eta"]
+    for level in F.INTERVAL_LEVELS:
+        got, want = eta02.intervals["eta"][f"profile_{level}"], walked.intervals["eta"][f"profile_{level}"]
+        assert np.all(np.abs(np.array(got) - np.array(want)) <= 0.05 * se)
