@@ -398,7 +398,11 @@ def integrate(
 
     def step(c: _Carry):
         rho = rho_at(c.y)
-        h = jnp.minimum(c.h, max_stable_step(rho, st.max_stages))
+        # The step size is a choice of the controller, not a function of the inputs: derivatives are those of the
+        # discrete solution on the accepted steps (the final step to t1 and located events keep theirs). Letting
+        # them flow through the controller differentiates the error estimate's response instead, which made
+        # d(capacity)/d(eta) -2.3 against +0.98 by central differences (spacing 1/8; 0.982 with this).
+        h = jax.lax.stop_gradient(jnp.minimum(c.h, max_stable_step(rho, st.max_stages)))
         if differentiable:  # land on the last save time this step may pass
             for save, idx in zip(saves, c.index):
                 if save.ts.shape[0] == 0:
