@@ -5,35 +5,28 @@ One message format for a refused value, from :class:`InputError`::
     NAME = VALUE[ UNIT] is outside the allowed range RANGE
     NAME = VALUE must be a number in the allowed range RANGE
 
-``NAME`` is the keyword of the Python API (``eta``, ``n_steps``); the config loader puts the config key in its place
-(``surface.eta``, ``numerics.n_steps``, see :meth:`InputError.renamed`). ``RANGE`` is the range the check enforces:
+``NAME`` is the keyword of the Python API (``eta``, ``spacing``); the config loader puts the config key in its place
+(``surface.eta``, ``numerics.spacing``, see :meth:`InputError.renamed`). ``RANGE`` is the range the check enforces:
 ``(0, inf)`` refuses infinity, ``(-inf, inf]`` accepts it. Unknown keyword names are refused with the closest valid
-name and the list of valid ones (:func:`check_names`). The resolution check (:func:`check_resolution`) refuses
-numerics too coarse for the inputs, for the API and the command line alike.
+name and the list of valid ones (:func:`check_names`). The resolution check (:func:`check_rim_resolution`) refuses
+a mesh too coarse for the blocked arcs, for the API and the command line alike.
 
 Only numpy and the standard library: importing this module never imports hydra or JAX.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-#: "Too coarse for the run" (:func:`check_resolution`): every blocked arc with 0 < fraction, and the open rest of the
-#: perimeter when there is one, must span at least this many surface node spacings (2 pi R / nphi). A narrower arc
-#: falls inside one node's dual arc: its total current is still exact, but not where it goes, so the core offset it
-#: causes is not resolved.
+#: "Too coarse for the run" (:func:`check_rim_resolution`): every blocked arc with 0 < fraction, and the open rest
+#: of the perimeter when there is one, must span at least this many rim node spacings (perimeter / rim nodes). A
+#: narrower arc falls inside one node's share of the rim: its total current is still exact, but not where it goes, so
+#: the core offset it causes is not resolved.
 MIN_ARC_NODES = 1.0
-#: "Too coarse for the run": every protocol step must save at least this many states (n_steps / save_every), so
-#: that each step's series (d(t), core fraction, ...) is more than a straight line between its end points.
-MIN_SAVES_PER_STEP = 4
-
-#: Integer fields of :class:`~fluxsim.core.polar.solver.Numerics` and their smallest allowed value.
-NUMERICS_MIN_INT = {"nr": 2, "nphi": 8, "n_steps": MIN_SAVES_PER_STEP, "save_every": 1, "newton_max_iterations": 1}
 
 
 class ConfigError(ValueError):
@@ -133,67 +126,6 @@ def check_names(given: Iterable[str], allowed: Iterable[str], where: str, listed
             close = difflib.get_close_matches(name, listed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise UnknownInputError(name, f" is not an input of {where}{hint}; allowed: {', '.join(listed)}")
-
-
-def check_numerics(numerics, prefix: str = ""):
-    """Refuse :class:`~fluxsim.core.polar.solver.Numerics` fields of the wrong type or outside their range.
-
-    Names are ``prefix + field`` (``n_steps`` for the API, ``numerics.n_steps`` for the config).
-
-    Returns:
-        ``numerics`` with its integer fields as Python ints (``n_steps=40.0`` is read as 40).
-    """
-    ints = {field: check_range(prefix + field, getattr(numerics, field), lo, integer=True)
-            for field, lo in NUMERICS_MIN_INT.items()}
-    check_range(prefix + "first_step_ratio", numerics.first_step_ratio, 0, 1, lo_open=True)
-    check_range(prefix + "grading_width", numerics.grading_width, 0, lo_open=True)
-    check_range(prefix + "newton_tolerance", numerics.newton_tolerance, 0, lo_open=True)
-    if not isinstance(numerics.checkpoint, bool | np.bool_):
-        raise InputError(prefix + "checkpoint", f" = {_show(numerics.checkpoint)} must be True or False")
-    if numerics.dtype not in ("float64", "float32"):
-        raise InputError(prefix + "dtype", f" = {numerics.dtype!r} must be 'float64' or 'float32'")
-    return dataclasses.replace(numerics, **ints)
-
-
-def check_resolution(numerics, protocol: Sequence, inputs: Iterable[Mapping],
-                     describe: Callable[[int], str] | None = None, prefix: str = "numerics.",
-                     indices: Sequence[int] | None = None) -> None:
-    """Refuse numerics too coarse for the run (before any compute).
-
-    * time: every protocol step must save at least :data:`MIN_SAVES_PER_STEP` states (``n_steps / save_every``);
-    * angular: at ``numerics.nphi`` nodes per ring, every blocked arc of every point of ``inputs`` (``make_params``
-      keywords: ``blocked_fraction`` and the fractions of ``extra_arcs``) with a nonzero fraction, and the open rest
-      of the perimeter when there is one, must span at least :data:`MIN_ARC_NODES` node spacings; an
-      ``eta_profile`` needs at least as many nodes as samples.
-
-    Args:
-        describe: point index -> text naming the point in messages (None: a single point, not named).
-        prefix: prepended to the numerics field names in messages (``numerics.`` for the config's keys).
-        indices: the sweep point index of each entry of ``inputs`` in messages (None: their positions).
-
-    Raises:
-        InputError: naming the numerics field, its value, the input it cannot resolve and what would do.
-    """
-    nphi = numerics.nphi
-    for i, step in enumerate(protocol):
-        n_steps = step.n_steps or numerics.n_steps
-        saves = n_steps // numerics.save_every
-        if saves < MIN_SAVES_PER_STEP:
-            key = f"protocol.steps[{i}].n_steps" if step.n_steps else prefix + "n_steps"
-            raise InputError(key, (
-                f" = {n_steps} is too coarse for protocol step {i} ({step.kind}): with save_every = "
-                f"{numerics.save_every} it saves {saves} state(s); at least {MIN_SAVES_PER_STEP} are needed "
-                f"(n_steps >= {MIN_SAVES_PER_STEP * numerics.save_every})"))
-    _check_arcs(nphi, "surface node spacings", prefix + "nphi", lambda needed: f"nphi >= {needed}", inputs,
-                describe, indices)
-    for i, point in enumerate(inputs):
-        profile = point.get("eta_profile")
-        k = i if indices is None else indices[i]
-        where = "" if describe is None else f" (sweep point {k}: {describe(k)})"
-        if profile is not None and len(profile) > nphi:
-            raise InputError(prefix + "nphi", (
-                f" = {nphi} is too coarse for eta_profile with {len(profile)} samples{where}: at least as many "
-                f"surface nodes as samples are needed (nphi >= {len(profile)})"))
 
 
 def check_rim_resolution(n_rim: int | None, inputs: Iterable[Mapping], *, spacing: float,

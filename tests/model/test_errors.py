@@ -223,10 +223,3 @@ def test_negative_d_drop_and_refuse(tmp_path):
         obs.read_csv(path, negative_d="refuse")
     with pytest.raises(obs.ObservationError, match=r"negative_d = 'clip' must be one of 'noise', 'drop', 'refuse'"):
         obs.read_csv(path, negative_d="clip")
-
-
-def test_numerics_integers_are_read_as_ints():
-    checked = checks.check_numerics(Numerics(nr=8.0, nphi=32, n_steps=40.0))
-    assert checked == Numerics(nr=8, nphi=32, n_steps=40) and type(checked.n_steps) is int
-    with pytest.raises(checks.InputError, match=r"^numerics.checkpoint = 'yes' must be True or False$"):
-        checks.check_numerics(Numerics(checkpoint="yes"), prefix="numerics.")
