@@ -25,7 +25,7 @@ import numpy as np
 from fluxsim.core import outputs, raster
 from fluxsim.core.mesh import DISK, TriMesh, mesh_outline
 from fluxsim.core.outline import Curve, Disk, Ellipse, Polygon
-from fluxsim.core.solve import HORIZON_MARGIN, Numerics, Solution, simulate
+from fluxsim.core.solve import HORIZON_MARGIN, Numerics, Solution, simulate, with_integer_exponent
 from fluxsim.model.catalogue import DEFAULTS as _D
 from fluxsim.model.catalogue import DIFFUSIVITY_LAWS, FLUX_NORMALISATIONS, INPUTS, SURFACE_MODELS, THETA0_MODEL_B
 from fluxsim.model.checks import InputError, UnknownInputError, check_names, check_rim_resolution, numbers
@@ -318,15 +318,6 @@ def _check_outline(outline):
     return outline
 
 
-def _with_integer_exponent(numerics: Numerics, law) -> Numerics:
-    """Promise the integer exponent of a plain power law (the cheaper Kirchhoff potential; same numbers)."""
-    if numerics.integer_exponent is None and isinstance(law, PowerLaw):
-        exponent = float(np.asarray(law.exponent))
-        if exponent.is_integer() and exponent >= 1:
-            return dataclasses.replace(numerics, integer_exponent=int(exponent))
-    return numerics
-
-
 def host_mesh(mesh: TriMesh) -> TriMesh:
     """The mesh with numpy arrays (for plots and host-side post-processing)."""
     return jax.tree.map(np.asarray, mesh)
@@ -533,7 +524,7 @@ def run(
     enable_float64()  # the one-call front door runs in float64 (fluxsim.precision)
     params = make_params(**physical)
     protocol = check_protocol((Charge(),) if protocol is None else protocol)
-    numerics = _with_integer_exponent(numerics or Numerics(), params.diffusivity)
+    numerics = with_integer_exponent(numerics or Numerics(), params.diffusivity)
     snapshot_times_s = _check_times("snapshot_times_s", snapshot_times_s)
     save_times_s = (default_save_times(params, protocol) if save_times_s is None
                     else _check_times("save_times_s", save_times_s))

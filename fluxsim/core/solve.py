@@ -147,6 +147,17 @@ def _check_integer_exponent(promise, law):
                          f"{np.asarray(law.exponent)}; they must be equal (or leave integer_exponent None)")
 
 
+def with_integer_exponent(numerics: Numerics, law) -> Numerics:
+    """``numerics`` with ``integer_exponent`` promised when ``law`` is a power law whose (concrete, scalar) exponent
+    is an integer >= 1: the Kirchhoff potential then takes multiplications, same values to rounding. The front
+    doors call this with the inputs they simulate; otherwise ``numerics`` unchanged."""
+    if numerics.integer_exponent is None and isinstance(law, PowerLaw):
+        m = np.asarray(law.exponent)
+        if m.ndim == 0 and float(m).is_integer() and float(m) >= 1:
+            return dataclasses.replace(numerics, integer_exponent=int(m))
+    return numerics
+
+
 def simulate(
     params,
     mesh: TriMesh,

@@ -24,11 +24,10 @@ from fluxsim.api import replace
 from fluxsim.core.mesh import MeshSizes, TriMesh, bucket_size, mesh_outline, mesh_sizes
 from fluxsim.core.outline import Disk
 from fluxsim.core.rkl import RKLSettings
-from fluxsim.core.solve import Numerics, simulate
+from fluxsim.core.solve import Numerics, simulate, with_integer_exponent
 from fluxsim.io import observations as obs_mod
 from fluxsim.model import catalogue
 from fluxsim.model._pytree import Interface
-from fluxsim.model.diffusivity import PowerLaw
 from fluxsim.model.params import Params
 from fluxsim.model.protocol import Charge
 
@@ -259,14 +258,9 @@ def _held(series, present):
 
 
 def fit_numerics(numerics: Numerics, base: Params) -> Numerics:
-    """``numerics`` with ``integer_exponent`` set when the base's power law has a fixed integer exponent (the
-    exponent is never fitted): the Kirchhoff potential then takes multiplications, same values to rounding."""
-    law = base.diffusivity
-    if numerics.integer_exponent is None and isinstance(law, PowerLaw):
-        m = np.asarray(law.exponent)
-        if m.ndim == 0 and float(m) == round(float(m)) and float(m) >= 1:
-            return dataclasses.replace(numerics, integer_exponent=int(round(float(m))))
-    return numerics
+    """``numerics`` with the integer exponent of the base's power law promised (the exponent is never fitted;
+    :func:`fluxsim.core.solve.with_integer_exponent`)."""
+    return with_integer_exponent(numerics, base.diffusivity)
 
 
 def fit_mesh(outline=None, numerics: Numerics = DEFAULT_NUMERICS, buckets: MeshSizes | None = None) -> TriMesh:
