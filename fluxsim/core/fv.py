@@ -22,6 +22,8 @@ in float64).
 API:
 
 * ``kirchhoff_rhs(mesh, params, theta, drive, integer_exponent=None, loop=None) -> (dtheta_dt (n,), voltage_V ())``;
+* ``kirchhoff_system(mesh, params, drive, integer_exponent=None, loop=None) -> SemiLinear``: the same ``dtheta/dt``
+  split for the integrator's adjoint (:mod:`fluxsim.core.rkl2`);
 * ``potential(law, theta, integer_exponent=None) -> (n,)``: ``K(theta) / D_ref``;
 * ``net_inflow(mesh, potential, loop=None) -> (n,)``: ``-A u``, the building block (mass-weighted);
 * ``spectral_radius_bound(mesh, params, theta=None, drive=None) -> ()``: a Gershgorin upper bound of the spectral
@@ -40,6 +42,7 @@ from jaxtyping import Array, Float
 
 from fluxsim.core.mesh import TriMesh
 from fluxsim.core.rim import Drive, rim_outflow
+from fluxsim.core.rkl2 import SemiLinear
 
 #: Occupancies at which D is sampled for its maximum over [0, 1] (together with the law's reference).
 _D_SAMPLES = np.linspace(0.0, 1.0, 257)
@@ -118,10 +121,26 @@ def kirchhoff_rhs(mesh: TriMesh, params, theta: Float[Array, " n"], drive: Drive
     Returns:
         ``(dtheta_dt (n,), voltage_V ())``: voltage NaN for model A.
     """
+    u, outflow, voltage = _local(mesh, params, theta, drive, integer_exponent)
+    return (net_inflow(mesh, u, loop) - outflow) * mesh.inv_mass, voltage
+
+
+def _local(mesh: TriMesh, params, theta, drive: Drive, integer_exponent: int | None):
+    """The pointwise part of :func:`kirchhoff_rhs`: the potential, the rim outflow padded to every node, the voltage."""
     u = potential(params.diffusivity, theta, integer_exponent)
     outflow, _, voltage = rim_outflow(params, theta[: mesh.n_rim], drive)
     outflow = jnp.pad(outflow, (0, theta.shape[-1] - mesh.n_rim))  # fuses into the elementwise tail (20 % fewer bytes)
-    return (net_inflow(mesh, u, loop) - outflow) * mesh.inv_mass, voltage
+    return u, outflow, voltage
+
+
+def kirchhoff_system(mesh: TriMesh, params, drive: Drive, integer_exponent: int | None = None,
+                     loop: bool | None = None) -> SemiLinear:
+    """:func:`kirchhoff_rhs`'s ``dtheta/dt`` as a :class:`~fluxsim.core.rkl2.SemiLinear` system for the integrator:
+    ``inv_mass * (-A u - b)`` with the local part ``theta -> (u, b)`` and ``-A`` (:func:`net_inflow`, symmetric
+    because the ELL table lists ``j`` among ``i``'s neighbours with ``w_ij`` exactly when it lists ``i`` among
+    ``j``'s with ``w_ji = w_ij``: :func:`fluxsim.core.mesh.mesh_outline` builds it from the symmetric stiffness)."""
+    return SemiLinear(local=lambda theta: _local(mesh, params, theta, drive, integer_exponent)[:2],
+                      operator=lambda u: net_inflow(mesh, u, loop), scale=mesh.inv_mass)
 
 
 def max_diffusivity(law, dtype=jnp.float64):

@@ -17,8 +17,9 @@ semi-discrete Kirchhoff-form right-hand side, :mod:`fluxsim.core.fv`) from ``t0`
   RMS over the mesh would dilute it;
 * **controller**: a PI controller (Gustafsson 1991; Hairer & Wanner, Solving ODEs II, IV.2) on the local error
   exponent 1/3, ``h_new = h safety err**(-0.7/3) err_prev**(0.4/3)``, factors clipped to ``[0.2, 5]``, a rejected
-  step retried with ``h safety err**(-1/3)``. Step sizes stay differentiable functions of the inputs (only the
-  accept/reject decision and the integer stage count are discrete);
+  step retried with ``h safety err**(-1/3)``. Step sizes are the controller's choice and carry no derivative:
+  gradients are those of the discrete solution on the accepted steps (the final step to ``t1`` and located events
+  keep theirs), which converge to those of the adaptive runs as ``rtol`` falls (``tests/core/test_solve.py``);
 * **dense output**: cubic Hermite interpolation from ``y_n, y_n+1, F_n, F_n+1`` (third order, C1 in time) gives the
   outputs on fixed user time grids (:class:`Saves`) independent of where the steps fall;
 * **events**: a *terminal* event function ``g(y)`` (the step's cut-off) and a *watched* one (recorded, e.g. the core
@@ -28,13 +29,18 @@ semi-discrete Kirchhoff-form right-hand side, :mod:`fluxsim.core.fv`) from ``t0`
 * **loops and batches**: at most ``max_steps`` steps (static), so ``jit`` and ``vmap`` hold and every simulation
   in a batch takes its own steps and stage counts. ``differentiable=False`` (forward runs, sweeps) uses
   ``lax.while_loop`` for steps, stages and saves: under ``vmap`` the loop ends when the whole batch is done, and a
-  step costs the batch's largest stage count. ``differentiable=True`` (``jax.grad``) uses ``lax.scan`` over
-  ``max_steps`` with the step checkpointed (``jax.checkpoint``): reverse-mode memory is one carry per step, not the
-  stages. There the stages run in chunks of ``STAGE_CHUNK`` masked stages and ``lax.cond`` skips the chunks past the
-  step's stage count, the saves that are not due, the event location outside event steps and every step after the
-  end: an unbatched value-and-gradient does the work it needs (under ``vmap`` a cond becomes a select and runs
-  both sides). A step passes at most ``saves_per_step`` save times (it is shortened to land on the last one
-  otherwise). Finished simulations stop changing in both modes. ``jax.jvp`` / ``jax.jacfwd`` work in both.
+  step costs the batch's largest stage count. ``differentiable=True`` (``jax.grad``, reverse mode only) uses
+  ``lax.scan`` over ``max_steps`` in chunks of ``STEP_CHUNK`` steps with every step checkpointed
+  (``jax.checkpoint``, policy: keep the step's last two stages, :data:`fluxsim.core.rkl2.STAGES`): reverse-mode
+  memory is the carry and two states per step, not the stages. The stages run in the same while loop as a forward
+  run inside a ``jax.custom_vjp`` whose backward pass runs them backwards with the exact discrete adjoint
+  (:mod:`fluxsim.core.rkl2`). A ``lax.cond`` skips the rest of a finished simulation's steps, each whole chunk after
+  the end, and the event location outside event steps (under ``vmap`` a cond becomes a select and runs both
+  sides). The saves are the interpolated states at the save times, written into a state buffer outside the
+  checkpoints; ``Saves.fn`` runs once on that buffer after the loop, in checkpointed batches of ``SAVE_BATCH``
+  states. A step passes at most ``saves_per_step`` save times (it is shortened to land on the last one
+  otherwise). Finished simulations stop changing in both modes. ``jax.jvp`` / ``jax.jacfwd`` use the while loops
+  (``differentiable=False``).
 
 Why hand-written, not diffrax: diffrax 0.7.2 (with equinox 0.13.8, lineax, optimistix) installs with jax 0.10.2
 and would give the PI controller, ``SaveAt(ts)``, events and ``RecursiveCheckpointAdjoint``; but it has no RKL/RKC
@@ -42,7 +48,8 @@ solver (one would be a custom ``AbstractSolver`` with its own stage loop anyway,
 step, which diffrax's solver interface does not anticipate), and on a toy 400-node heat equation (Tsit5,
 PIDController, SaveAt(ts), RecursiveCheckpointAdjoint) on this project's shared CPU it compiled in 7.3 s for a
 vmapped forward run and 18.9 s for ``jax.grad``: the gradient compile alone nearly fills the issue's 20 s budget
-before the model is in it. Four dependencies in the numerical core did not pay for that. This module is ~450 lines,
+before the model is in it. Four dependencies in the numerical core did not pay for that. This module and
+:mod:`fluxsim.core.rkl2` are ~650 lines,
 tested on problems with known solutions (``tests/core/test_rkl.py``).
 """
 
@@ -54,6 +61,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from fluxsim.core.rkl2 import STAGES, SemiLinear, evaluate, max_stable_step, rkl2_step, stages_for
+
+__all__ = ["Event", "RKLSettings", "Result", "Saves", "SemiLinear", "integrate", "max_stable_step", "rkl2_step",
+           "stages_for"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +106,12 @@ class RKLSettings:
             raise ValueError(f"safety must be in (0, 1], got {self.safety}")
 
 
+#: Steps per chunk of the differentiable loop (see :func:`integrate`).
+STEP_CHUNK = 16
+#: States per batch of ``Saves.fn`` after a differentiable loop (see :func:`integrate`).
+SAVE_BATCH = 8
+
+
 class Saves(NamedTuple):
     """One output grid: ``fn(y)`` at the sorted times ``ts`` (those inside ``[t0, t_end]`` are filled)."""
 
@@ -123,80 +141,6 @@ class Result(NamedTuple):
     n_rejected: jax.Array
     n_evaluations: jax.Array  # right-hand-side evaluations (stages, plus one per attempt for F_n+1)
     h: jax.Array  # the step the controller proposes next (to continue a later integration)
-
-
-# ----------------------------------------------------------------------------------------------- RKL2 step
-#: Stages per skippable chunk of the reverse-differentiable stage loop.
-STAGE_CHUNK = 8
-
-
-def stages_for(h_rho, max_stages: int):
-    """Smallest stage count ``s >= 2`` with ``h rho <= (s**2 + s - 2) / 2``, clipped to ``max_stages``."""
-    h_rho = jax.lax.stop_gradient(h_rho)
-    s = jnp.ceil((-1.0 + jnp.sqrt(9.0 + 8.0 * h_rho)) / 2.0 - 1e-12)
-    return jnp.clip(s, 2, max_stages).astype(jnp.int32)
-
-
-def max_stable_step(rho, stages):
-    """Largest step an ``s``-stage RKL2 step takes stably: ``(s**2 + s - 2) / (2 rho)``."""
-    return (stages**2 + stages - 2) / (2.0 * rho)
-
-
-def _b(j):
-    """RKL2's ``b_j = (j**2 + j - 2) / (2 j (j + 1))`` for ``j >= 2``, ``b_0 = b_1 = 1/3`` (float ``j``)."""
-    safe = jnp.maximum(j, 1.0)
-    return jnp.where(j < 2, 1.0 / 3.0, (safe * safe + safe - 2) / (2 * safe * (safe + 1)))
-
-
-def rkl2_step(rhs, y, f0, h, s, max_stages: int, fixed_loop: bool):
-    """One RKL2 step of size ``h`` with ``s`` stages from ``y`` (``f0 = F(y)``); returns ``y_n+1``.
-
-    ``fixed_loop``: run ``max_stages`` stages with those beyond ``s`` masked (reverse-differentiable); otherwise a
-    ``while_loop`` to ``s`` (under vmap, to the batch's largest ``s``).
-    """
-    dtype = y.dtype
-    sf = s.astype(dtype)
-    w1 = 4.0 / (sf * sf + sf - 2.0)
-    y1 = y + (w1 / 3.0) * h * f0  # mu~_1 = b_1 w1, b_1 = 1/3
-
-    def stage(j, y_prev, y_prev2):
-        jf = jnp.asarray(j, dtype)
-        b_j, b_1, b_2 = _b(jf), _b(jf - 1), _b(jf - 2)
-        mu = (2 * jf - 1) / jf * b_j / b_1
-        nu = -(jf - 1) / jf * b_j / b_2
-        mu_t = mu * w1
-        gamma_t = -(1.0 - b_1) * mu_t
-        return mu * y_prev + nu * y_prev2 + (1 - mu - nu) * y + mu_t * h * rhs(y_prev) + gamma_t * h * f0
-
-    if fixed_loop:
-        # Chunks of STAGE_CHUNK masked stages, each skipped by a cond once past s (a real skip for an unbatched
-        # simulation; under vmap cond becomes a select and every chunk runs).
-        def masked(j, c):
-            y_prev, y_prev2 = c
-            new = jnp.where(j <= s, stage(j, y_prev, y_prev2), y_prev)
-            return new, jnp.where(j <= s, y_prev, y_prev2)
-
-        def chunk(k, c):
-            first = 2 + k * STAGE_CHUNK
-            def run(c):
-                return jax.lax.fori_loop(0, STAGE_CHUNK, lambda i, c: masked(first + i, c), c)
-
-            return jax.lax.cond(first <= s, run, lambda c: c, c)
-
-        n_chunks = -(-(max_stages - 1) // STAGE_CHUNK)
-        y_s, _ = jax.lax.fori_loop(0, n_chunks, chunk, (y1, y))
-    else:
-        # Two stages per iteration, each written over the older of the two carried states: the carries keep their
-        # buffers (a one-stage body swaps them, which costs XLA copies of the state). A stage past s keeps its
-        # input, so at the end the first carry holds y_s for either parity of s.
-        def wbody(c):
-            j, a, b = c
-            b = jnp.where(j <= s, stage(j, a, b), a)
-            a = jnp.where(j + 1 <= s, stage(j + 1, b, a), b)
-            return j + 2, a, b
-
-        _, y_s, _ = jax.lax.while_loop(lambda c: c[0] <= s, wbody, (jnp.asarray(2, jnp.int32), y1, y))
-    return y_s
 
 
 def hermite(y0, y1, hf0, hf1, theta):
@@ -277,53 +221,33 @@ def _no_event(y):
 def _save_step(save: Saves, index, buffer, t, h, t_end, accept, path, differentiable: bool, per_step: int):
     """Fill the save times of one grid that fall in ``[t, t_end]`` from the step's interpolant ``path(theta)``.
 
-    Forward mode writes into ``buffer`` (a while loop over the due times) and returns ``(next index, buffer)``;
-    differentiable mode returns ``(next index, (indices, values))`` of ``per_step`` candidates (index ``n``: none).
+    Forward mode writes ``save.fn`` of the due times into ``buffer`` (a while loop) and returns
+    ``(next index, buffer)``. Differentiable mode returns ``(next index, states)``: the interpolated *states* at
+    the ``per_step`` times from ``index`` on, due or not (cheap and branch-free; the loop writes them from row
+    ``index`` of a state buffer, where a later step overwrites those that were not due, and applies ``save.fn``
+    to the whole buffer once after the loop, outside the checkpointed steps).
     """
     ts = jnp.asarray(save.ts, t.dtype)
     n = ts.shape[0]
     if n == 0:  # an empty grid: nothing to fill
-        if not differentiable:
-            return index, buffer
-        template = jax.eval_shape(save.fn, path(jnp.zeros((), t.dtype)))
-        empty = jax.tree.map(lambda a: jnp.zeros((per_step,) + a.shape, a.dtype), template)
-        return index, (jnp.zeros((per_step,), jnp.int32), empty)
-
-    def value_at(i):
-        theta = jnp.clip((ts[jnp.minimum(i, n - 1)] - t) / h, 0.0, 1.0)
-        return save.fn(path(theta))
+        y = path(jnp.zeros((), t.dtype))
+        return index, (jnp.zeros((per_step,) + y.shape, y.dtype) if differentiable else buffer)
 
     def due(i):
         return accept & (i < n) & (ts[jnp.minimum(i, n - 1)] <= t_end)
 
-    if differentiable:  # per_step candidates, each evaluated only when due (cond: see rkl2_step)
+    def theta_at(i):
+        return jnp.clip((ts[jnp.minimum(i, n - 1)] - t) / h, 0.0, 1.0)
+
+    if differentiable:
         idx = index + jnp.arange(per_step, dtype=jnp.int32)
-        ok = jax.vmap(due)(idx)
-        template = jax.eval_shape(value_at, index)
-
-        def candidate(i, is_due):
-            return jax.lax.cond(is_due, value_at, lambda i: jax.tree.map(
-                lambda a: jnp.zeros(a.shape, a.dtype), template), i)
-
-        values = [candidate(idx[k], ok[k]) for k in range(per_step)]
-        values = jax.tree.map(lambda *v: jnp.stack(v), *values)
-        return index + jnp.sum(ok).astype(jnp.int32), (jnp.where(ok, idx, n), values)
+        return index + jnp.sum(jax.vmap(due)(idx)).astype(jnp.int32), jax.vmap(path)(theta_at(idx))
 
     def body(state):
         i, buf = state
-        return i + 1, jax.tree.map(lambda b, v: b.at[i].set(v), buf, value_at(i))
+        return i + 1, jax.tree.map(lambda b, v: b.at[i].set(v), buf, save.fn(path(theta_at(i))))
 
     return jax.lax.while_loop(lambda state: due(state[0]), body, (index, buffer))
-
-
-def _scatter_saves(n: int, indices, values, template):
-    """Per-step candidate saves of the scan, ``(steps, per_step)``, into the ``(n, ...)`` grid and its fill mask."""
-    indices = indices.reshape(-1)
-
-    def place(v, tpl):
-        return jnp.zeros((n,) + tpl.shape, tpl.dtype).at[indices].set(v.reshape((-1,) + tpl.shape), mode="drop")
-
-    return jax.tree.map(place, values, template), jnp.zeros((n,), bool).at[indices].set(True, mode="drop")
 
 
 def integrate(
@@ -368,7 +292,7 @@ def integrate(
         return jnp.maximum(jnp.asarray(rho, dtype), jnp.finfo(dtype).tiny)
     terminal_fn = terminal or _no_event
     watch_fn = watch or _no_event
-    f0 = rhs(y0)
+    f0 = evaluate(rhs, y0, adjoint=differentiable)
     if h0 is None:
         speed = jnp.max(jnp.abs(f0) / (st.atol + st.rtol * jnp.abs(y0)))
         h0 = 0.1 / jnp.maximum(speed, jnp.finfo(dtype).tiny)
@@ -414,9 +338,24 @@ def integrate(
         final = h >= t1 - c.t
         h = jnp.where(final, t1 - c.t, h)
         t_new = jnp.where(final, t1, c.t + h)
-        n_stages = stages_for(h * rho, st.max_stages)
-        y_new = rkl2_step(rhs, c.y, c.f, h, n_stages, st.max_stages, differentiable)
-        f_new = rhs(y_new)
+        # A finished simulation takes no stages (s = 1: the step returns y), and in differentiable mode (where the
+        # scan runs all max_steps) a cond skips the rest of its step. The stages stay outside that cond: the
+        # checkpoint's policy keeps the stages' results (rkl2.STAGES) only where it sees them, and would otherwise
+        # run the stages again in the backward pass.
+        idle = c.done | (c.n_attempts >= st.max_steps)  # the scan's chunks may run past max_steps
+        n_stages = jnp.where(idle, 1, stages_for(h * rho, st.max_stages))
+        y_new = rkl2_step(rhs, c.y, c.f, h, n_stages, st.max_stages, adjoint=differentiable)
+        if not differentiable:
+            return _after_stages(c, h, final, t_new, n_stages, y_new)
+
+        def skip():
+            states = tuple(jnp.zeros((k_save,) + y0.shape, dtype) for _ in saves)
+            return c, states
+
+        return jax.lax.cond(idle, skip, lambda: _after_stages(c, h, final, t_new, n_stages, y_new))
+
+    def _after_stages(c: _Carry, h, final, t_new, n_stages, y_new):
+        f_new = evaluate(rhs, y_new, adjoint=differentiable)
         est = (12.0 * (c.y - y_new) + 6.0 * h * (c.f + f_new)) / 15.0
         err = jnp.maximum(error_norm(c.y, y_new, est, st.rtol, st.atol), 1e-10)
         accept = (err <= 1.0) | st.fixed_step
@@ -477,35 +416,50 @@ def integrate(
         return new, tuple(emitted)
 
     if differentiable:
-        emitted_shape = jax.eval_shape(lambda c: step(c)[1], carry0)
+        checkpointed = jax.checkpoint(step, policy=jax.checkpoint_policies.save_only_these_names(STAGES))
 
-        @jax.checkpoint
-        def scan_body(c, _):  # a finished simulation skips its remaining steps (unbatched; a select under vmap)
-            def skip(c):
-                nothing = tuple((jnp.full(idx.shape, save.ts.shape[0], idx.dtype),
-                                 jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), vals))
-                                for save, (idx, vals) in zip(saves, emitted_shape))
-                return c, nothing
+        def one_step(state, _):
+            # The state buffers stay out of the checkpoint (which keeps its inputs per step): writing rows is
+            # linear, so reverse mode keeps only the write positions.
+            c, buffers = state
+            new, states = checkpointed(c)
+            buffers = tuple(jax.lax.dynamic_update_slice_in_dim(b, x, i, axis=0)
+                            for b, x, i in zip(buffers, states, c.index))
+            return (new, buffers), None
 
-            return jax.lax.cond(c.done, skip, step, c)
+        def chunk(state, _):
+            # STEP_CHUNK steps, skipped as a whole once the simulation is done: a finished simulation then costs
+            # one cond per chunk in both passes, not the fixed costs of a step's loops and conds per step.
+            def run(state):
+                return jax.lax.scan(one_step, state, None, length=STEP_CHUNK)[0]
 
-        carry, emitted = jax.lax.scan(scan_body, carry0, None, length=st.max_steps)
-        saved, filled = [], []
-        for g, save in enumerate(saves):
-            values, mask = _scatter_saves(save.ts.shape[0], *emitted[g], templates[g])
-            saved.append(values)
-            filled.append(mask)
+            c = state[0]
+            return jax.lax.cond(c.done | (c.n_attempts >= st.max_steps), lambda s: s, run, state), None
+
+        state_buffers0 = tuple(jnp.zeros((s.ts.shape[0] + k_save,) + y0.shape, dtype) for s in saves)
+        n_chunks = -(-st.max_steps // STEP_CHUNK)
+        (carry, state_buffers), _ = jax.lax.scan(chunk, (carry0, state_buffers0), None, length=n_chunks)
     else:
         def cond(c):
             return ~c.done & (c.n_attempts < st.max_steps)
 
         carry = jax.lax.while_loop(cond, lambda c: step(c)[0], carry0)
-        saved = list(carry.buffers)
-        filled = []
-        for g, s in enumerate(saves):
-            n = s.ts.shape[0]
-            ar = jnp.arange(n)
-            filled.append((ar >= index0[g]) & (ar < carry.index[g]))
+    saved, filled = [], []
+    for g, save in enumerate(saves):
+        n = save.ts.shape[0]
+        ar = jnp.arange(n)
+        mask = (ar >= index0[g]) & (ar < carry.index[g])
+        filled.append(mask)
+        if differentiable:  # save.fn on the filled rows (on the final state elsewhere, then zeros as in forward mode)
+            states = jnp.where(mask.reshape((n,) + (1,) * y0.ndim), state_buffers[g][:n], carry.y)
+            # In batches of SAVE_BATCH states, each checkpointed: reverse mode keeps one batch's residuals at a
+            # time (save.fn may be costly: the observables clip every triangle at nine levels).
+            values = jax.lax.map(jax.checkpoint(save.fn), states, batch_size=max(1, min(SAVE_BATCH, n)))
+            saved.append(jax.tree.map(
+                lambda v, mask=mask: jnp.where(mask.reshape(mask.shape + (1,) * (v.ndim - 1)), v,
+                                               jnp.zeros((), v.dtype)), values))
+        else:
+            saved.append(carry.buffers[g])
 
     return Result(
         t=carry.t, y=carry.y, terminated=carry.terminated, complete=carry.done,

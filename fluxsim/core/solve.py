@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fluxsim.core import observables
-from fluxsim.core.fv import kirchhoff_rhs, spectral_radius_bound, spectral_radius_estimate, time_scale_s
+from fluxsim.core.fv import kirchhoff_system, spectral_radius_bound, spectral_radius_estimate, time_scale_s
 from fluxsim.core.mesh import DEFAULT_SPACING, TriMesh
 from fluxsim.core.outline import check_spacing
 from fluxsim.core.rim import make_drive, rim_outflow, rim_weights
@@ -178,8 +178,10 @@ def simulate(
         numerics: static :class:`Numerics`.
         save_times_s: the output time grid [s] since the start (static, sorted, >= 0).
         snapshot_times_s: times [s] at which to keep the whole nodal field (static, sorted, >= 0).
-        differentiable: reverse-mode differentiable loops (a checkpointed scan of ``max_steps`` per protocol step)
-            instead of while loops that end once the whole batch is done; both give the same numbers.
+        differentiable: reverse-mode differentiable loops (a checkpointed scan of ``max_steps`` per protocol step,
+            in chunks skipped once done, with the stages' exact adjoint of :mod:`fluxsim.core.rkl2`) instead of
+            while loops that end once the whole batch is done; the same numbers. For ``jax.grad`` / ``jax.vjp``;
+            forward mode (``jax.jvp`` / ``jax.jacfwd``) takes the default while loops.
 
     Returns:
         A :class:`Solution`.
@@ -222,8 +224,7 @@ def simulate(
         rate = params.rate_mA_per_g if step.rate_mA_per_g is None else step.rate_mA_per_g
         drive = make_drive(mesh, params, step.sign * rate, weights)
 
-        def rhs(y, drive=drive):
-            return kirchhoff_rhs(mesh, params, y, drive, numerics.integer_exponent)[0]
+        rhs = kirchhoff_system(mesh, params, drive, numerics.integer_exponent)
 
         if params.kinetics.state_dependent:
             def rho(y, drive=drive):
