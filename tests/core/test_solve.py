@@ -165,48 +165,66 @@ def _richardson(f, x0, i, rel=5e-4):
     return (4 * cd(1) - cd(2)) / 3
 
 
-def _jacobians(coarse, inputs):
-    """(jacrev in scan mode, jacfwd in while mode, Richardson central differences) of :func:`_outputs` with respect
-    to the named inputs of case (c) at 150 mA/g."""
+def _jacobians(coarse, inputs, numerics=GRAD_NUMERICS, reverse=True):
+    """(jacrev in scan mode or None, jacfwd in while mode, Richardson central differences) of :func:`_outputs` with
+    respect to the named inputs of case (c) at 150 mA/g."""
     x0 = jnp.asarray([{"rate_mA_per_g": 150.0, "radius_m": 1.2, "eta": 0.3}[k] for k in inputs])
 
     def f(x, differentiable):
         values = {k: x[i] * (1e-6 if k == "radius_m" else 1.0) for i, k in enumerate(inputs)}
-        s = solve.simulate(replace(CASE_C, **values), coarse, numerics=GRAD_NUMERICS, save_times_s=GRAD_TIMES,
+        s = solve.simulate(replace(CASE_C, **values), coarse, numerics=numerics, save_times_s=GRAD_TIMES,
                            differentiable=differentiable)
         return _outputs(s), s.complete
 
     assert bool(jax.jit(lambda x: f(x, False)[1])(x0))
-    rev = np.asarray(jax.jit(jax.jacrev(lambda x: f(x, True)[0]))(x0))
+    rev = np.asarray(jax.jit(jax.jacrev(lambda x: f(x, True)[0]))(x0)) if reverse else None
     fwd = np.asarray(jax.jit(jax.jacfwd(lambda x: f(x, False)[0]))(x0))
     value = jax.jit(lambda x: f(x, False)[0])
     fd = np.stack([_richardson(value, x0, i) for i in range(len(inputs))], axis=1)
     return rev, fwd, fd
 
 
-def _relative_errors(coarse, inputs):
-    """Largest |AD - FD| / max|FD| per output, for jacrev (scan mode) and jacfwd (while mode)."""
-    rev, fwd, fd = _jacobians(coarse, inputs)
-    scale = np.max(np.abs(fd), axis=1)  # per output
-    return np.max(np.abs(rev - fd), axis=1) / scale, np.max(np.abs(fwd - fd), axis=1) / scale
+def _relative(a, b):
+    """Largest |a - b| / max|b| per output (row)."""
+    return np.max(np.abs(a - b), axis=1) / np.max(np.abs(b), axis=1)
+
+
+INPUTS = ("rate_mA_per_g", "eta", "radius_m")
 
 
 @pytest.mark.slow
-def test_gradients_match_central_differences(coarse):
-    """jax.jacrev (checkpointed scan) and jax.jacfwd (while loop) of the capacity at the located cut-off and of
-    series by dense output (d, smooth core fraction, line cut) with respect to rate, eta and radius against central
-    differences, to 1e-5 relative (measured: ~1e-9 for rate and eta on the symmetric disk mesh)."""
-    rev, fwd = _relative_errors(coarse, ("rate_mA_per_g", "eta", "radius_m"))
-    assert np.all(rev[:4] < 1e-5) and np.all(fwd[:4] < 1e-5), (rev, fwd)
+def test_reverse_and_forward_mode_agree(coarse):
+    """jax.jacrev (checkpointed scan, hand-written stage adjoint) equals jax.jacfwd (while loops) for every output
+    (capacity at the located cut-off, d, smooth core fraction and line cut by dense output, the watched core-vanish
+    time) and input: both differentiate the same discrete solution. Measured: <= 3.9e-12 relative (the line cut)."""
+    rev, fwd, _ = _jacobians(coarse, INPUTS)
+    assert np.all(_relative(rev, fwd) < 2e-11), _relative(rev, fwd)
 
 
 @pytest.mark.slow
-def test_core_vanish_gradient_matches_central_differences(coarse):
-    """The watched core-vanish time's derivative (implicit function theorem at the located event) against central
-    differences, to 1e-5 relative. (Was a strict xfail at 5 % for eta with the Gershgorin stage count and 1e-3
-    difference steps; with the Lanczos stage count and 5e-4 steps it passes.)"""
-    rev, fwd = _relative_errors(coarse, ("rate_mA_per_g", "eta"))
-    assert rev[4] < 1e-5 and fwd[4] < 1e-5, (rev, fwd)
+def test_gradients_converge_to_central_differences_as_the_tolerance_falls(coarse):
+    """Derivatives are those of the discrete solution on the accepted steps (step sizes are the controller's
+    choice and carry none), central differences those of the adaptive runs, whose steps move with the inputs: the
+    two agree to the discretisation error, which falls with rtol. Measured, largest relative difference per output
+    (over rate, eta, radius): 2.3e-2 at rtol 3e-3 (the core-vanish time), 2.2e-3 at 1e-4 (the line cut), 2.6e-4 at
+    1e-6 (the line cut); the capacity at the cut-off 4e-9 throughout."""
+    errors = []
+    for rtol in (3e-3, 1e-4, 1e-6):
+        numerics = solve.Numerics(integrator=RKLSettings(rtol=rtol, atol=rtol * 1e-2, max_steps=2000, max_stages=64))
+        _, fwd, fd = _jacobians(coarse, INPUTS, numerics, reverse=False)
+        errors.append(_relative(fwd, fd))
+    worst = [float(np.max(e)) for e in errors]
+    assert worst[0] > worst[1] > worst[2] and worst[2] < 1e-3, errors
+    assert np.all(np.asarray(errors)[:, 0] < 2e-8), errors  # the capacity at cut-off: exact balance, located event
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 11 item 6: at default tolerances the derivatives of the discrete "
+                   "solution differ from central differences of the adaptive runs by up to 2.3e-2 relative (the "
+                   "core-vanish time; d 4.1e-4, smooth core fraction 1.9e-2, line cut 4.7e-3)")
+def test_gradients_match_central_differences_to_1e_5_at_default_tolerances(coarse):
+    _, fwd, fd = _jacobians(coarse, INPUTS, reverse=False)
+    assert np.all(_relative(fwd, fd) < 1e-5), _relative(fwd, fd)
 
 
 def _vmapped_gradients(coarse, vanish):
