@@ -60,8 +60,8 @@ Performance (all rates of a particle in one vmapped batch, every solver call jit
   all fitted inputs are traced arrays: a second dataset of the same shape reuses the compiled code;
 * the default optimiser, Levenberg-Marquardt (:func:`_levenberg_marquardt`), needs only the weighted residuals and
   their Jacobian, taken in *forward* mode (``jax.jacfwd`` through the adaptive RKL2 loops: one tangent per fitted
-  input: 4.3x a forward run for two inputs, against about 360x for one reverse-mode gradient through the
-  checkpointed ``differentiable=True`` loops, measured at spacing R_eq / 16, 4 rates, on this 2-core CPU) by one
+  input: 4.3x a forward run for two inputs, measured at spacing R_eq / 16, 4 rates, on this 2-core CPU; reverse
+  mode would need one pass per residual) by one
   ahead-of-time compiled program (``_evaluate``) that also serves the covariance and the re-optimised profiles;
   where only chi2 is needed (the multi-start candidates, the grid profile, the profile-likelihood intervals of one
   fitted input) a forward-only program (``_chi2``) runs instead, 3-4x cheaper than the tangent-carrying one at the
