@@ -320,6 +320,9 @@ def integrate(
             return jax.lax.cond(crossing, lambda: locate(g_of_theta, g_lo, g_hi), lambda: one)
         return jnp.where(crossing, locate(g_of_theta, g_lo, g_hi, active=crossing), one)
 
+    def finished(c: _Carry):  # done, or out of step attempts (the scan's chunks may run past max_steps)
+        return c.done | (c.n_attempts >= st.max_steps)
+
     def step(c: _Carry):
         rho = rho_at(c.y)
         # The step size is a choice of the controller, not a function of the inputs: derivatives are those of the
@@ -342,9 +345,9 @@ def integrate(
         # scan runs all max_steps) a cond skips the rest of its step. The stages stay outside that cond: the
         # checkpoint's policy keeps the stages' results (rkl2.STAGES) only where it sees them, and would otherwise
         # run the stages again in the backward pass.
-        idle = c.done | (c.n_attempts >= st.max_steps)  # the scan's chunks may run past max_steps
+        idle = finished(c)
         n_stages = jnp.where(idle, 1, stages_for(h * rho, st.max_stages))
-        y_new = rkl2_step(rhs, c.y, c.f, h, n_stages, st.max_stages, adjoint=differentiable)
+        y_new = rkl2_step(rhs, c.y, c.f, h, n_stages, adjoint=differentiable)
         if not differentiable:
             return _after_stages(c, h, final, t_new, n_stages, y_new)
 
@@ -434,16 +437,13 @@ def integrate(
                 return jax.lax.scan(one_step, state, None, length=STEP_CHUNK)[0]
 
             c = state[0]
-            return jax.lax.cond(c.done | (c.n_attempts >= st.max_steps), lambda s: s, run, state), None
+            return jax.lax.cond(finished(c), lambda s: s, run, state), None
 
         state_buffers0 = tuple(jnp.zeros((s.ts.shape[0] + k_save,) + y0.shape, dtype) for s in saves)
         n_chunks = -(-st.max_steps // STEP_CHUNK)
         (carry, state_buffers), _ = jax.lax.scan(chunk, (carry0, state_buffers0), None, length=n_chunks)
     else:
-        def cond(c):
-            return ~c.done & (c.n_attempts < st.max_steps)
-
-        carry = jax.lax.while_loop(cond, lambda c: step(c)[0], carry0)
+        carry = jax.lax.while_loop(lambda c: ~finished(c), lambda c: step(c)[0], carry0)
     saved, filled = [], []
     for g, save in enumerate(saves):
         n = save.ts.shape[0]

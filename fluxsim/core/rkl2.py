@@ -14,8 +14,8 @@ while loop (the same numbers as a forward run) and keeps the step's inputs and i
 ``j = s`` down to 1, one transposed Jacobian-vector product ``F'(Y_j-1)^T w`` per stage, with the stages recovered
 on the way by running the recurrence backwards (``Y_j-2`` from ``Y_j, Y_j-1`` and ``F(Y_j-1)``): no stage is
 stored and none is recomputed forwards. Letting JAX differentiate the stage loop instead needs a fixed trip count
-(``max_stages`` masked stages) and stores every stage's residuals: a value-and-gradient took 10-12 forward runs
-that way, 3.8 this way (``benchmarks/bench_core_v2_gradient.py``).
+(``max_stages`` masked stages) and stores every stage's residuals: a value-and-gradient took 17.1 / 9.3 forward
+runs that way (integer / traced-exponent potential), 5.3 / 3.8 this way (``benchmarks/bench_core_v2_gradient.py``).
 
 For a **semilinear** right-hand side, :class:`SemiLinear` ``F(y) = scale (L u(y) - r(y))`` with ``L`` linear and
 self-adjoint (the P1 stiffness: :mod:`fluxsim.core.fv`) and ``(u, r)`` local in ``y``,
@@ -111,8 +111,8 @@ def _forward(rhs, y, f0, h, s):
     return y_s, y_prev
 
 
-def rkl2_step(rhs, y, f0, h, s, max_stages: int, adjoint: bool = False):
-    """One RKL2 step of size ``h`` with ``s`` stages (``2 <= s <= max_stages``) from ``y`` (``f0 = F(y)``): ``Y_s``.
+def rkl2_step(rhs, y, f0, h, s, adjoint: bool = False):
+    """One RKL2 step of size ``h`` with ``s >= 2`` stages from ``y`` (``f0 = F(y)``): ``Y_s``.
 
     ``s <= 1`` takes no step and no stage: ``y`` itself (what a finished simulation of a batch or a scan does).
 
@@ -124,9 +124,7 @@ def rkl2_step(rhs, y, f0, h, s, max_stages: int, adjoint: bool = False):
     if not adjoint:
         return _forward(rhs, y, f0, h, s)[0]
     if isinstance(rhs, SemiLinear):
-        local, local_consts = jax.closure_convert(rhs.local, y)
-        operator, operator_consts = jax.closure_convert(rhs.operator, y)
-        fixed = jax.lax.stop_gradient((operator_consts, rhs.scale))  # the mesh: constants
+        local, operator, local_consts, fixed = _converted(rhs, y)
         return _semilinear_step(local, operator, y, f0, h, s, local_consts, fixed)
     fn, consts = jax.closure_convert(rhs, y)
     return _generic_step(fn, y, f0, h, s, consts)
@@ -137,9 +135,16 @@ def evaluate(rhs, y, adjoint: bool = False):
     is ``u'(y)^T L(scale w) - r'(y)^T (scale w)`` (no transposed gathers; not ``jax.jvp``)."""
     if not (adjoint and isinstance(rhs, SemiLinear)):
         return rhs(y)
+    local, operator, local_consts, fixed = _converted(rhs, y)
+    return _semilinear_evaluate(local, operator, y, local_consts, fixed)
+
+
+def _converted(rhs: SemiLinear, y):
+    """``(local, operator, local_consts, fixed)``: the parts as closed functions of explicit arguments (what a
+    ``custom_vjp`` needs), ``fixed = (operator_consts, scale)`` the mesh's arrays, constants (no derivative)."""
     local, local_consts = jax.closure_convert(rhs.local, y)
     operator, operator_consts = jax.closure_convert(rhs.operator, y)
-    return _semilinear_evaluate(local, operator, y, local_consts, jax.lax.stop_gradient((operator_consts, rhs.scale)))
+    return local, operator, local_consts, jax.lax.stop_gradient((operator_consts, rhs.scale))
 
 
 # ----------------------------------------------------------------------------------------------- the adjoint
@@ -151,7 +156,7 @@ def _adjoint(pull_back, y, f0, h, s, y_s, y_prev, bar_s, zero_consts):
     (``b``). It needs no stored stages: the recurrence runs backwards, ``Y_j-2`` from ``Y_j``, ``Y_j-1`` and
     ``F(Y_j-1)`` (which the cotangent needs anyway). In the stable range the recurrence's characteristic roots are
     a complex pair of modulus ``|nu_j|**(1/2) <= 1`` (Legendre's recurrence), so running it backwards amplifies rounding
-    at most polynomially in ``s`` (measured: ``tests/core/test_rkl.py``).
+    at most polynomially in ``s`` (measured: ``tests/core/test_rkl2.py``).
     """
     w1 = _first_weight(s, y.dtype)
     zero = jnp.zeros_like(y)

@@ -55,7 +55,7 @@ def test_adjoint_equals_autodiff_of_the_recurrence(s, generic):
     the stability limit of s stages (the stiffest case for the backward reconstruction). Measured: <= 1e-12."""
     x, h = jnp.asarray([0.3, 150.0]), 0.999 * float(rkl2.max_stable_step(RHO, s))
     ours = jax.jit(jax.value_and_grad(_loss(
-        lambda rhs, y, f0, h: rkl2.rkl2_step(rhs, y, f0, h, jnp.asarray(s), 64, adjoint=True), generic),
+        lambda rhs, y, f0, h: rkl2.rkl2_step(rhs, y, f0, h, jnp.asarray(s), adjoint=True), generic),
         argnums=(0, 1, 2)))(Y0, x, h)
     reference = jax.jit(jax.value_and_grad(_loss(
         lambda rhs, y, f0, h: _reference_step(rhs, y, f0, h, s), generic), argnums=(0, 1, 2)))(Y0, x, h)
@@ -93,7 +93,7 @@ def test_no_stage_is_the_identity_with_its_cotangent():
     """s = 1 (a finished simulation's step): Y_s = y, cotangent passes to y only."""
     system = _system(jnp.asarray([0.3, 150.0]))
     f0 = system(Y0)
-    out, vjp = jax.vjp(lambda y, f, h: rkl2.rkl2_step(system, y, f, h, jnp.asarray(1), 64, adjoint=True), Y0, f0, 1e-3)
+    out, vjp = jax.vjp(lambda y, f, h: rkl2.rkl2_step(system, y, f, h, jnp.asarray(1), adjoint=True), Y0, f0, 1e-3)
     np.testing.assert_array_equal(out, Y0)
     bar_y, bar_f, bar_h = vjp(jnp.ones_like(Y0))
     np.testing.assert_array_equal(bar_y, jnp.ones_like(Y0))
@@ -107,7 +107,7 @@ def test_adjoint_under_vmap_with_own_stage_counts():
 
     def loss(eta, h, s):
         system = _system(jnp.stack([eta, jnp.asarray(150.0)]))
-        out = rkl2.rkl2_step(system, Y0, system(Y0), h, s, 64, adjoint=True)
+        out = rkl2.rkl2_step(system, Y0, system(Y0), h, s, adjoint=True)
         return jnp.sum(MESH.mass * out**2)
 
     grad = jax.jit(jax.grad(loss))
