@@ -64,8 +64,8 @@ import jax.numpy as jnp
 
 from fluxsim.core.rkl2 import STAGES, SemiLinear, evaluate, max_stable_step, rkl2_step, stages_for
 
-__all__ = ["Event", "RKLSettings", "Result", "Saves", "SemiLinear", "integrate", "max_stable_step", "rkl2_step",
-           "stages_for"]
+__all__ = ["Event", "RKLSettings", "Result", "Saves", "Schedule", "SemiLinear", "integrate", "max_stable_step",
+           "rkl2_step", "stages_for"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +127,36 @@ class Event(NamedTuple):
     y: jax.Array  # interpolated state at the crossing
 
 
+class Schedule(NamedTuple):
+    """The accepted steps of a run, in order: what ``integrate(..., schedule=)`` replays.
+
+    A run's discrete solution is a smooth function of its inputs only while its steps stay put: the controller's
+    step sizes, the stage counts and the choice of which step runs to ``t1`` are decisions, and an adaptive run
+    re-decides them when an input moves. Replaying a run's schedule keeps them, so the replayed outputs are the
+    smooth function whose derivatives ``jax.grad`` and ``jax.jacfwd`` of the adaptive run give at that point (they
+    treat the step sizes as constants too): what central differences can check.
+    """
+
+    h: jax.Array  # (max_steps,) step sizes taken (units of t; the step that ran to t1: its size at recording)
+    stages: jax.Array  # (max_steps,) int32 stage counts
+    final: jax.Array  # (max_steps,) bool: the step ran to t1 (its size is t1 - t, with that derivative)
+    n: jax.Array  # () int32 accepted steps recorded (the rows after it are unused)
+
+
+def _recorded(schedule: Schedule, row, taken, accept) -> Schedule:
+    """``schedule`` with the attempt ``taken = (h, stages, final)`` written at ``row`` (the number of accepted steps
+    before it; a rejected attempt's row is rewritten by the next one) and counted if ``accept``."""
+    row = jnp.minimum(row, schedule.h.shape[0] - 1)
+    h, stages, final = taken
+    return Schedule(schedule.h.at[row].set(h), schedule.stages.at[row].set(stages),
+                    schedule.final.at[row].set(final), schedule.n + accept.astype(jnp.int32))
+
+
+def _empty_schedule(max_steps: int, dtype) -> Schedule:
+    return Schedule(jnp.zeros((max_steps,), dtype), jnp.zeros((max_steps,), jnp.int32),
+                    jnp.zeros((max_steps,), bool), jnp.zeros((), jnp.int32))
+
+
 class Result(NamedTuple):
     """What :func:`integrate` returns (a pytree; everything vmaps)."""
 
@@ -141,6 +171,7 @@ class Result(NamedTuple):
     n_rejected: jax.Array
     n_evaluations: jax.Array  # right-hand-side evaluations (stages, plus one per attempt for F_n+1)
     h: jax.Array  # the step the controller proposes next (to continue a later integration)
+    schedule: Schedule  # the accepted steps, to replay
 
 
 def hermite(y0, y1, hf0, hf1, theta):
@@ -208,6 +239,7 @@ class _Carry(NamedTuple):
     index: tuple  # per save grid: next time to fill
     buffers: tuple  # per save grid (forward mode only; () otherwise)
     watch: Event
+    schedule: Schedule  # the accepted steps so far
     n_attempts: jax.Array
     n_accepted: jax.Array
     n_rejected: jax.Array
@@ -263,6 +295,7 @@ def integrate(
     terminal: Callable | None = None,
     watch: Callable | None = None,
     differentiable: bool = False,
+    schedule: Schedule | None = None,
 ) -> Result:
     """Integrate ``dy/dt = rhs(y)`` from ``t0`` towards ``t1`` (see the module docstring).
 
@@ -278,11 +311,19 @@ def integrate(
         terminal: event function ``g(y)``: the integration ends where it falls to 0 (None: no terminal event).
         watch: event function whose first fall to 0 is recorded in ``Result.watch`` (None: none).
         differentiable: reverse-differentiable loops (see the module docstring).
+        schedule: None (default: error-controlled steps), or a :class:`Schedule` (``Result.schedule`` of a run
+            with the same settings) to replay: its first ``schedule.n`` steps take the recorded sizes, stage
+            counts and choice of the step that runs to ``t1``, and are accepted without an error test; steps
+            after those (where a moved event lies beyond them) are controlled as usual. For small changes of the
+            inputs around the recorded run, whose outputs are then smooth functions of them (central differences
+            of derivatives). Forward-mode loops only (``differentiable=False``).
 
     Returns:
         A :class:`Result`.
     """
     st = settings
+    if schedule is not None and differentiable:
+        raise ValueError("integrate: schedule replays with the forward-mode loops (differentiable=False) only")
     dtype = y0.dtype
     t0 = jnp.asarray(t0, dtype)
     t1 = jnp.asarray(t1, dtype)
@@ -309,6 +350,7 @@ def integrate(
         t=t0, y=y0, f=f0, h=h0, err_prev=one, done=t1 <= t0, terminated=jnp.zeros((), bool),
         index=index0, buffers=buffers0,
         watch=Event(jnp.zeros((), bool), t1, y0),
+        schedule=_empty_schedule(0 if differentiable else st.max_steps, dtype),  # differentiable: kept outside
         n_attempts=jnp.zeros((), jnp.int32), n_accepted=jnp.zeros((), jnp.int32),
         n_rejected=jnp.zeros((), jnp.int32), n_evaluations=jnp.ones((), jnp.int32),
     )
@@ -339,6 +381,11 @@ def integrate(
                 limit = jnp.where(last < ts.shape[0], ts[jnp.minimum(last, ts.shape[0] - 1)] - c.t, jnp.inf)
                 h = jnp.where(limit > 0, jnp.minimum(h, limit), h)
         final = h >= t1 - c.t
+        row = jnp.minimum(c.n_accepted, st.max_steps - 1)
+        replaying = jnp.zeros((), bool) if schedule is None else c.n_accepted < schedule.n
+        if schedule is not None:
+            h = jnp.where(replaying, jax.lax.stop_gradient(schedule.h[row]), h)
+            final = jnp.where(replaying, schedule.final[row], final)
         h = jnp.where(final, t1 - c.t, h)
         t_new = jnp.where(final, t1, c.t + h)
         # A finished simulation takes no stages (s = 1: the step returns y), and in differentiable mode (where the
@@ -346,22 +393,25 @@ def integrate(
         # checkpoint's policy keeps the stages' results (rkl2.STAGES) only where it sees them, and would otherwise
         # run the stages again in the backward pass.
         idle = finished(c)
-        n_stages = jnp.where(idle, 1, stages_for(h * rho, st.max_stages))
+        n_stages = stages_for(h * rho, st.max_stages)
+        if schedule is not None:
+            n_stages = jnp.where(replaying, schedule.stages[row], n_stages)
+        n_stages = jnp.where(idle, 1, n_stages)
         y_new = rkl2_step(rhs, c.y, c.f, h, n_stages, adjoint=differentiable)
         if not differentiable:
-            return _after_stages(c, h, final, t_new, n_stages, y_new)
+            return _after_stages(c, h, final, t_new, n_stages, y_new, replaying)[0]
 
         def skip():
             states = tuple(jnp.zeros((k_save,) + y0.shape, dtype) for _ in saves)
-            return c, states
+            return c, (states, (jnp.zeros((), dtype), jnp.ones((), jnp.int32), jnp.zeros((), bool)))
 
-        return jax.lax.cond(idle, skip, lambda: _after_stages(c, h, final, t_new, n_stages, y_new))
+        return jax.lax.cond(idle, skip, lambda: _after_stages(c, h, final, t_new, n_stages, y_new, replaying))
 
-    def _after_stages(c: _Carry, h, final, t_new, n_stages, y_new):
+    def _after_stages(c: _Carry, h, final, t_new, n_stages, y_new, replaying):
         f_new = evaluate(rhs, y_new, adjoint=differentiable)
         est = (12.0 * (c.y - y_new) + 6.0 * h * (c.f + f_new)) / 15.0
         err = jnp.maximum(error_norm(c.y, y_new, est, st.rtol, st.atol), 1e-10)
-        accept = (err <= 1.0) | st.fixed_step
+        accept = (err <= 1.0) | st.fixed_step | replaying
         accept = accept & ~c.done
 
         # Events on the Hermite interpolant of an accepted step.
@@ -399,6 +449,8 @@ def integrate(
             factor = jnp.where(err <= 1.0, jnp.clip(grow, 0.2, 5.0), jnp.clip(shrink, 0.2, 0.9))
             h_next = h * factor
         done = c.done | (accept & (hit | final))
+        taken = (jax.lax.stop_gradient(h), n_stages, final)
+        record = c.schedule if differentiable else _recorded(c.schedule, c.n_accepted, taken, accept)
         n_eval = c.n_evaluations + jnp.where(c.done, 0, n_stages)  # s - 1 stage evaluations + F(y_n+1)
         new = _Carry(
             t=jnp.where(accept, t_end, c.t),
@@ -411,12 +463,13 @@ def integrate(
             index=tuple(new_index),
             buffers=tuple(new_buffers),
             watch=watch_ev,
+            schedule=record,
             n_attempts=c.n_attempts + jnp.where(c.done, 0, 1),
             n_accepted=c.n_accepted + accept.astype(jnp.int32),
             n_rejected=c.n_rejected + (~accept & ~c.done).astype(jnp.int32),
             n_evaluations=n_eval,
         )
-        return new, tuple(emitted)
+        return new, (tuple(emitted), taken)
 
     if differentiable:
         checkpointed = jax.checkpoint(step, policy=jax.checkpoint_policies.save_only_these_names(STAGES))
@@ -424,11 +477,11 @@ def integrate(
         def one_step(state, _):
             # The state buffers stay out of the checkpoint (which keeps its inputs per step): writing rows is
             # linear, so reverse mode keeps only the write positions.
-            c, buffers = state
-            new, states = checkpointed(c)
+            c, buffers, schedule = state
+            new, (states, taken) = checkpointed(c)
             buffers = tuple(jax.lax.dynamic_update_slice_in_dim(b, x, i, axis=0)
                             for b, x, i in zip(buffers, states, c.index))
-            return (new, buffers), None
+            return (new, buffers, _recorded(schedule, c.n_accepted, taken, new.n_accepted > c.n_accepted)), None
 
         def chunk(state, _):
             # STEP_CHUNK steps, skipped as a whole once the simulation is done: a finished simulation then costs
@@ -441,9 +494,11 @@ def integrate(
 
         state_buffers0 = tuple(jnp.zeros((s.ts.shape[0] + k_save,) + y0.shape, dtype) for s in saves)
         n_chunks = -(-st.max_steps // STEP_CHUNK)
-        (carry, state_buffers), _ = jax.lax.scan(chunk, (carry0, state_buffers0), None, length=n_chunks)
+        (carry, state_buffers, schedule_taken), _ = jax.lax.scan(
+            chunk, (carry0, state_buffers0, _empty_schedule(st.max_steps, dtype)), None, length=n_chunks)
     else:
-        carry = jax.lax.while_loop(lambda c: ~finished(c), lambda c: step(c)[0], carry0)
+        carry = jax.lax.while_loop(lambda c: ~finished(c), step, carry0)
+        schedule_taken = carry.schedule
     saved, filled = [], []
     for g, save in enumerate(saves):
         n = save.ts.shape[0]
@@ -465,4 +520,5 @@ def integrate(
         t=carry.t, y=carry.y, terminated=carry.terminated, complete=carry.done,
         saved=tuple(saved), filled=tuple(filled), watch=carry.watch,
         n_accepted=carry.n_accepted, n_rejected=carry.n_rejected, n_evaluations=carry.n_evaluations, h=carry.h,
+        schedule=schedule_taken,
     )

@@ -35,7 +35,7 @@ from fluxsim.core.fv import kirchhoff_system, spectral_radius_bound, spectral_ra
 from fluxsim.core.mesh import DEFAULT_SPACING, TriMesh
 from fluxsim.core.outline import check_spacing
 from fluxsim.core.rim import make_drive, rim_outflow, rim_weights
-from fluxsim.core.rkl import RKLSettings, Saves, integrate
+from fluxsim.core.rkl import RKLSettings, Saves, Schedule, integrate
 from fluxsim.model.diffusivity import PowerLaw
 from fluxsim.model.protocol import Charge, check_protocol
 from fluxsim.precision import FLOAT64_OFF
@@ -113,6 +113,7 @@ class Solution(NamedTuple):
     n_steps: jax.Array  # accepted steps, all protocol steps
     n_rejected: jax.Array
     n_evaluations: jax.Array  # right-hand-side evaluations (the cost)
+    schedule: tuple  # per protocol step, its accepted steps (rkl.Schedule, nondimensional): simulate(schedule=)
 
 
 def _check_times(name, times) -> np.ndarray:
@@ -166,6 +167,7 @@ def simulate(
     save_times_s=DEFAULT_SAVE_TIMES_S,
     snapshot_times_s=(),
     differentiable: bool = False,
+    schedule: tuple[Schedule, ...] | None = None,
 ) -> Solution:
     """Simulate one particle through a protocol on a mesh.
 
@@ -182,11 +184,18 @@ def simulate(
             in chunks skipped once done, with the stages' exact adjoint of :mod:`fluxsim.core.rkl2`) instead of
             while loops that end once the whole batch is done; the same numbers. For ``jax.grad`` / ``jax.vjp``;
             forward mode (``jax.jvp`` / ``jax.jacfwd``) takes the default while loops.
+        schedule: None (default), or ``Solution.schedule`` of an earlier run with the same protocol and numerics,
+            to replay its steps (:class:`fluxsim.core.rkl.Schedule`): the outputs are then smooth functions of
+            the inputs near that run, whose derivatives there are what ``jax.grad`` / ``jax.jacfwd`` of the
+            adaptive run give (central differences of a replayed run check them; adaptive runs re-decide their
+            steps). Forward-mode loops only.
 
     Returns:
         A :class:`Solution`.
     """
     protocol = check_protocol(protocol)
+    if schedule is not None and len(schedule) != len(protocol):
+        raise ValueError(f"schedule has {len(schedule)} entries for a protocol of {len(protocol)} steps")
     save_times_s = _check_times("save_times_s", save_times_s)
     snapshot_times_s = _check_times("snapshot_times_s", snapshot_times_s)
     _check_integer_exponent(numerics.integer_exponent, params.diffusivity)
@@ -220,7 +229,8 @@ def simulate(
     step_end, step_cutoff = [], []
     complete = jnp.ones((), bool)
     n_steps = n_rejected = n_eval = jnp.zeros((), jnp.int32)
-    for step in protocol:
+    schedules = []
+    for k, step in enumerate(protocol):
         rate = params.rate_mA_per_g if step.rate_mA_per_g is None else step.rate_mA_per_g
         drive = make_drive(mesh, params, step.sign * rate, weights)
 
@@ -259,7 +269,9 @@ def simulate(
             rhs, theta, t, t1, spectral_radius=rho, settings=numerics.integrator,
             saves=(Saves(ts_nd, lambda y, drive=drive: observe(y, drive)), Saves(snap_nd, lambda y: y)),
             terminal=terminal, watch=watch, differentiable=differentiable,
+            schedule=None if schedule is None else schedule[k],
         )
+        schedules.append(result.schedule)
         new_save = result.filled[0] & ~saved_filled
         block = result.saved[0]
         saved = block if saved is None else _select(new_save, block, saved)
@@ -317,4 +329,5 @@ def simulate(
         n_steps=n_steps,
         n_rejected=n_rejected,
         n_evaluations=n_eval,
+        schedule=tuple(schedules),
     )

@@ -41,10 +41,10 @@ Y0 = jnp.asarray(exact(0.0))
 
 
 def run(k=1.0, y0=Y0, *, rtol=1e-5, differentiable=False, h0=None, fixed_step=False, saves=(), terminal=None,
-        watch=None, t1=T_END, max_steps=2000):
+        watch=None, t1=T_END, max_steps=2000, schedule=None):
     settings = rkl.RKLSettings(rtol=rtol, atol=rtol * 1e-2, max_steps=max_steps, fixed_step=fixed_step)
     return rkl.integrate(heat_rhs(k), y0, 0.0, t1, spectral_radius=k * RHO, settings=settings, h0=h0, saves=saves,
-                         terminal=terminal, watch=watch, differentiable=differentiable)
+                         terminal=terminal, watch=watch, differentiable=differentiable, schedule=schedule)
 
 
 def test_stage_count_is_the_smallest_stable_one():
@@ -147,3 +147,19 @@ def test_settings_are_validated():
         rkl.RKLSettings(rtol=0.0)
     with pytest.raises(ValueError, match="max_stages"):
         rkl.RKLSettings(max_stages=2)
+
+
+def test_a_replayed_schedule_is_the_same_run_and_smooth_in_the_inputs():
+    """Result.schedule replayed gives the same numbers; nearby inputs keep its steps (no rejection, same count)."""
+    ts = jnp.linspace(0.0, T_END, 5)
+    save = (rkl.Saves(ts, lambda y: y[-1]),)
+    first = run(1.0, saves=save, rtol=1e-3)
+    n = int(first.n_accepted)
+    assert int(first.schedule.n) == n and bool(first.schedule.final[n - 1]) and not np.any(first.schedule.final[:n - 1])
+    again = run(1.0, saves=save, rtol=1e-3, schedule=first.schedule)
+    np.testing.assert_array_equal(again.saved[0], first.saved[0])
+    moved = run(1.1, saves=save, rtol=1e-3, schedule=first.schedule)
+    assert int(moved.n_accepted) == int(first.n_accepted) and int(moved.n_rejected) == 0
+    np.testing.assert_array_equal(moved.schedule.h, first.schedule.h)
+    with pytest.raises(ValueError, match="schedule"):
+        run(1.0, differentiable=True, schedule=first.schedule)
