@@ -19,7 +19,9 @@ semi-discrete Kirchhoff-form right-hand side, :mod:`fluxsim.core.fv`) from ``t0`
   exponent 1/3, ``h_new = h safety err**(-0.7/3) err_prev**(0.4/3)``, factors clipped to ``[0.2, 5]``, a rejected
   step retried with ``h safety err**(-1/3)``. Step sizes are the controller's choice and carry no derivative:
   gradients are those of the discrete solution on the accepted steps (the final step to ``t1`` and located events
-  keep theirs), which converge to those of the adaptive runs as ``rtol`` falls (``tests/core/test_solve.py``);
+  keep theirs), which converge to those of the adaptive runs as ``rtol`` falls (``tests/core/test_solve.py``).
+  ``Result.schedule`` records the accepted steps and ``schedule=`` replays them: the outputs of the replayed run are
+  the smooth function of the inputs those gradients differentiate;
 * **dense output**: cubic Hermite interpolation from ``y_n, y_n+1, F_n, F_n+1`` (third order, C1 in time) gives the
   outputs on fixed user time grids (:class:`Saves`) independent of where the steps fall;
 * **events**: a *terminal* event function ``g(y)`` (the step's cut-off) and a *watched* one (recorded, e.g. the core
