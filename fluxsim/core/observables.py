@@ -1,7 +1,7 @@
 """Observables of a nodal occupancy field on a :class:`~fluxsim.core.mesh.TriMesh` (what microscopy measures).
 
 Pure JAX, jit/vmap-friendly and differentiable (the pixel-grid resampling for plots and images is host-side:
-:func:`fluxsim.imaging.resample.resample`).
+:mod:`fluxsim.core.raster`).
 Lengths are nondimensional (units of the equivalent radius ``R_eq``); multiply by ``radius_m`` for SI.
 
 * :func:`mean_theta`, :func:`surface_range`, :func:`theta_range`: padded nodes and rim slots are masked out;

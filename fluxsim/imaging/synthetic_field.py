@@ -2,7 +2,7 @@
 
 Each particle (outline, equivalent radius, centre in pixels, its own model inputs) is simulated with
 :func:`fluxsim.core.solve.simulate` on its mesh, the snapshots at the frame times are P1-interpolated onto a
-supersampled pixel grid (:func:`fluxsim.imaging.resample.resample`), mapped to intensity by
+supersampled pixel grid (:func:`fluxsim.core.raster.grid_stencil`), mapped to intensity by
 :func:`fluxsim.imaging.images.linear_intensity` (so ``dI < 0.05`` is the model's core), averaged per pixel (partial
 volume at the edge), laid on a matrix whose intensity has a linear gradient across the field, blurred (Gaussian)
 and made noisy (Gaussian).
@@ -65,10 +65,10 @@ def render_field(particles: Sequence[PlacedParticle], shape: tuple[int, int], pi
     """
     from scipy.ndimage import gaussian_filter
 
+    from fluxsim.core import raster
     from fluxsim.core.solve import Numerics
     from fluxsim.fit.model import common_buckets
     from fluxsim.imaging.images import linear_intensity
-    from fluxsim.imaging.resample import resample
 
     rows, cols = shape
     times = np.asarray(times_s, float)
@@ -84,14 +84,18 @@ def render_field(particles: Sequence[PlacedParticle], shape: tuple[int, int], pi
     for particle in particles:
         snaps, mesh = particle_snapshots(particle, rate_mA_per_g, times, numerics, buckets)
         scale_px = particle.radius_m / pixel_size_m  # pixels per R_eq
-        x = (cc - particle.centre_px[1]) / scale_px
-        y = -(rr - particle.centre_px[0]) / scale_px
-        near = (np.abs(x) < 4) & (np.abs(y) < 4)
+        x = (c_fine - particle.centre_px[1]) / scale_px  # units of R_eq, increasing with the column
+        y = (particle.centre_px[0] - r_fine) / scale_px  # y up: decreasing with the row
+        cols_near, rows_near = np.flatnonzero(np.abs(x) < 4), np.flatnonzero(np.abs(y) < 4)
+        if not (cols_near.size and rows_near.size):
+            continue  # the particle lies outside the field
+        triangles = np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
+        stencil = raster.grid_stencil(np.asarray(mesh.xy), triangles, x[cols_near], y[rows_near][::-1])
+        window = np.ix_(rows_near, cols_near)
+        inside = stencil.inside[::-1]  # rows top to bottom
         for k, snap in enumerate(snaps):
-            theta = np.full(x.shape, np.nan)
-            theta[near] = resample(mesh, snap, x[near], y[near])
-            inside = np.isfinite(theta)
-            fine[k][inside] = intensity(theta[inside])
+            theta = raster.apply_stencil(stencil, snap)[::-1]
+            fine[k][window] = np.where(inside, intensity(np.where(inside, theta, 1.0)), fine[k][window])
     frames = fine.reshape(len(times), rows, supersample, cols, supersample).mean(axis=(2, 4))
     if blur_px > 0:
         frames = gaussian_filter(frames, sigma=(0, blur_px, blur_px))

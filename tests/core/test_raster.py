@@ -1,12 +1,12 @@
 """core.raster: exact point location and P1 weights on a pixel grid, against matplotlib's triangulation
-interpolator (fluxsim.imaging.resample), on an ellipse mesh."""
+interpolator (tests/reference/mpl_resample.py), on an ellipse mesh."""
 
 import numpy as np
+from reference.mpl_resample import resample
 
 from fluxsim.core import raster
 from fluxsim.core.mesh import mesh_outline
 from fluxsim.core.outline import Ellipse
-from fluxsim.imaging.resample import resample
 
 
 def test_grid_values_are_the_p1_interpolant():

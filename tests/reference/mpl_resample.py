@@ -1,6 +1,6 @@
-"""Node fields of the mesh core on pixel grids: P1 interpolation for plots and image rendering (host side).
-
-matplotlib's triangulation interpolator does the point location; the mesh core itself stays free of it.
+"""An independent P1 resampler of mesh-core node fields at arbitrary points: matplotlib's triangulation
+interpolator does the point location. The peer of :mod:`fluxsim.core.raster` (the library's exact grid stencil) in
+the tests; it shares no code with it.
 """
 
 from __future__ import annotations
