@@ -126,8 +126,8 @@ def rkl2_step(rhs, y, f0, h, s, adjoint: bool = False):
     if isinstance(rhs, SemiLinear):
         local, operator, local_consts, fixed = _converted(rhs, y)
         return _semilinear_step(local, operator, y, f0, h, s, local_consts, fixed)
-    fn, consts = jax.closure_convert(rhs, y)
-    return _generic_step(fn, y, f0, h, s, consts)
+    fn, consts, others = hoisted(rhs, y)
+    return _generic_step(fn, y, f0, h, s, consts, others)
 
 
 def evaluate(rhs, y, adjoint: bool = False):
@@ -139,12 +139,35 @@ def evaluate(rhs, y, adjoint: bool = False):
     return _semilinear_evaluate(local, operator, y, local_consts, fixed)
 
 
+def hoisted(fn, *example):
+    """``fn`` as a closed function of explicit arrays, what a ``custom_vjp`` needs: ``(g, floats, others)`` with
+    ``g(*args, floats, others) == fn(*args)``, ``floats`` the inexact arrays ``fn`` closes over (differentiated) and
+    ``others`` the rest (integer and boolean: the mesh's neighbour indices and masks). ``jax.closure_convert`` keeps
+    integer arrays closed over, which leaks them as constants when they are tracers (a mesh passed to ``jit``)."""
+    closed, shape = jax.make_jaxpr(fn, return_shape=True)(*example)
+    inexact = tuple(bool(jnp.issubdtype(jnp.result_type(c), jnp.inexact)) for c in closed.consts)
+    floats = tuple(c for c, f in zip(closed.consts, inexact) if f)
+    others = tuple(c for c, f in zip(closed.consts, inexact) if not f)
+    jaxpr, tree = closed.jaxpr, jax.tree.structure(shape)
+
+    def g(*args):
+        *args, floats, others = args
+        fs, os = iter(floats), iter(others)
+        consts = [next(fs) if f else next(os) for f in inexact]
+        return jax.tree.unflatten(tree, jax.core.eval_jaxpr(jaxpr, consts, *jax.tree.leaves(args)))
+
+    return g, floats, others
+
+
 def _converted(rhs: SemiLinear, y):
     """``(local, operator, local_consts, fixed)``: the parts as closed functions of explicit arguments (what a
-    ``custom_vjp`` needs), ``fixed = (operator_consts, scale)`` the mesh's arrays, constants (no derivative)."""
-    local, local_consts = jax.closure_convert(rhs.local, y)
-    operator, operator_consts = jax.closure_convert(rhs.operator, y)
-    return local, operator, local_consts, jax.lax.stop_gradient((operator_consts, rhs.scale))
+    ``custom_vjp`` needs), ``local(y, local_consts, local_others)`` and ``operator(u, operator_floats,
+    operator_others)``; ``fixed = (local_others, operator_floats, operator_others, scale)`` the mesh's arrays,
+    constants (no derivative)."""
+    local, local_consts, local_others = hoisted(rhs.local, y)
+    operator, operator_floats, operator_others = hoisted(rhs.operator, y)
+    return local, operator, local_consts, jax.lax.stop_gradient((local_others, operator_floats, operator_others,
+                                                                 rhs.scale))
 
 
 # ----------------------------------------------------------------------------------------------- the adjoint
@@ -190,9 +213,15 @@ def _zeros_like(tree):
     return jax.tree.map(jnp.zeros_like, tree)
 
 
+def _no_cotangent(tree):
+    """Zero cotangents of constants (``None`` per leaf: also right for integer and boolean arrays)."""
+    return jax.tree.map(lambda _: None, tree)
+
+
 def _bind(local, operator, local_consts, fixed):
-    operator_consts, scale = fixed
-    return SemiLinear(lambda v: local(v, *local_consts), lambda u: operator(u, *operator_consts), scale)
+    local_others, operator_floats, operator_others, scale = fixed
+    return SemiLinear(lambda v: local(v, local_consts, local_others),
+                      lambda u: operator(u, operator_floats, operator_others), scale)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
@@ -207,13 +236,13 @@ def _semilinear_fwd(local, operator, y, f0, h, s, local_consts, fixed):
 
 def _semilinear_pull_back(local, operator, consts, fixed):
     """``(Y, w) -> (F(Y), F'(Y)^T w, d<w, F(Y)>/d consts)`` of a :class:`SemiLinear` system (self-adjoint operator)."""
-    operator_consts, scale = fixed
+    local_others, operator_floats, operator_others, scale = fixed
 
     def pull_back(stage, w):
-        (u, r), vjp = jax.vjp(lambda v, c: local(v, *c), stage, consts)
-        f = scale * (operator(u, *operator_consts) - r)
+        (u, r), vjp = jax.vjp(lambda v, c: local(v, c, local_others), stage, consts)
+        f = scale * (operator(u, operator_floats, operator_others) - r)
         scaled = scale * w
-        bar_stage, bar_consts = vjp((operator(scaled, *operator_consts), -scaled))
+        bar_stage, bar_consts = vjp((operator(scaled, operator_floats, operator_others), -scaled))
         return f, bar_stage, bar_consts
 
     return pull_back
@@ -223,7 +252,7 @@ def _semilinear_bwd(local, operator, res, bar_s):
     y, f0, h, s, consts, fixed, y_s, y_prev = res
     pull_back = _semilinear_pull_back(local, operator, consts, fixed)
     bar_y, bar_f0, bar_h, bar_consts = _adjoint(pull_back, y, f0, h, s, y_s, y_prev, bar_s, _zeros_like(consts))
-    return bar_y, bar_f0, bar_h, None, bar_consts, _zeros_like(fixed)
+    return bar_y, bar_f0, bar_h, None, bar_consts, _no_cotangent(fixed)
 
 
 _semilinear_step.defvjp(_semilinear_fwd, _semilinear_bwd)
@@ -241,31 +270,31 @@ def _semilinear_evaluate_fwd(local, operator, y, local_consts, fixed):
 def _semilinear_evaluate_bwd(local, operator, res, w):
     y, consts, fixed = res
     _, bar_y, bar_consts = _semilinear_pull_back(local, operator, consts, fixed)(y, w)
-    return bar_y, bar_consts, _zeros_like(fixed)
+    return bar_y, bar_consts, _no_cotangent(fixed)
 
 
 _semilinear_evaluate.defvjp(_semilinear_evaluate_fwd, _semilinear_evaluate_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _generic_step(fn, y, f0, h, s, consts):
-    return _forward(lambda v: fn(v, *consts), y, f0, h, s)[0]
+def _generic_step(fn, y, f0, h, s, consts, others):
+    return _forward(lambda v: fn(v, consts, others), y, f0, h, s)[0]
 
 
-def _generic_fwd(fn, y, f0, h, s, consts):
-    y_s, y_prev = _named(_forward(lambda v: fn(v, *consts), y, f0, h, s))
-    return y_s, (y, f0, h, s, consts, y_s, y_prev)
+def _generic_fwd(fn, y, f0, h, s, consts, others):
+    y_s, y_prev = _named(_forward(lambda v: fn(v, consts, others), y, f0, h, s))
+    return y_s, (y, f0, h, s, consts, others, y_s, y_prev)
 
 
 def _generic_bwd(fn, res, bar_s):
-    y, f0, h, s, consts, y_s, y_prev = res
+    y, f0, h, s, consts, others, y_s, y_prev = res
 
     def pull_back(stage, w):
-        value, vjp = jax.vjp(lambda v, c: fn(v, *c), stage, consts)
+        value, vjp = jax.vjp(lambda v, c: fn(v, c, others), stage, consts)
         return (value,) + vjp(w)
 
     bar_y, bar_f0, bar_h, bar_consts = _adjoint(pull_back, y, f0, h, s, y_s, y_prev, bar_s, _zeros_like(consts))
-    return bar_y, bar_f0, bar_h, None, bar_consts
+    return bar_y, bar_f0, bar_h, None, bar_consts, _no_cotangent(others)
 
 
 _generic_step.defvjp(_generic_fwd, _generic_bwd)

@@ -333,3 +333,18 @@ def test_cutoff_time_and_capacity_gradients_follow_the_solution_not_the_step_con
     assert differences[0] > 0 and differences[1] > 0  # less blocking: more capacity, later cut-off
     np.testing.assert_allclose(reverse, differences, rtol=1e-3)
     np.testing.assert_allclose(tangent, differences, rtol=1e-3)
+
+
+def test_reverse_mode_with_the_mesh_as_a_jit_argument(coarse):
+    """jax.grad of a differentiable run whose mesh is traced (an argument of jit, as in batched studies and fits):
+    the mesh's integer and boolean arrays (neighbour indices, masks) are tracers then, which the hand-written
+    adjoint must take as explicit inputs. Regression: a leaked-tracer error at lowering."""
+    def capacity(eta, mesh):
+        s = solve.simulate(replace(CASE_C, eta=eta), mesh, numerics=GRAD_NUMERICS, save_times_s=GRAD_TIMES,
+                           differentiable=True)
+        return s.passed_capacity_mAh_per_g[-1] + s.core_x_nm[5] * 1e-2
+
+    traced = float(jax.jit(jax.grad(capacity))(0.3, coarse))
+    closed = float(jax.jit(jax.grad(lambda eta: capacity(eta, coarse)))(0.3))
+    assert np.isfinite(traced) and traced != 0
+    np.testing.assert_allclose(traced, closed, rtol=1e-12)
