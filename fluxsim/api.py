@@ -327,8 +327,7 @@ def real_triangles(mesh: TriMesh) -> np.ndarray:
     """The real triangles of a (host) mesh, ``(t, 3)``, indexing the real nodes in their order in the mesh."""
     mask = np.asarray(mesh.node_mask)
     index = np.cumsum(mask) - 1
-    tri = np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
-    return index[tri]
+    return index[raster.triangles_on_host(mesh)]
 
 
 class FieldOnGrid(NamedTuple):

@@ -26,6 +26,12 @@ class GridStencil(NamedTuple):
     inside: np.ndarray  # (ny, nx) bool: the pixel centre lies in the particle
 
 
+def triangles_on_host(mesh) -> np.ndarray:
+    """The real triangles of an unbatched mesh, ``(t, 3)`` node indices into the mesh's (padded) node arrays; bucket
+    padding (zero-area triangles) dropped."""
+    return np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
+
+
 def grid_stencil(xy: np.ndarray, triangles: np.ndarray, x: np.ndarray, y: np.ndarray) -> GridStencil:
     """Containing triangle and barycentric weights of every point of the grid ``x`` (columns) by ``y`` (rows).
 

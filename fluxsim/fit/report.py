@@ -159,6 +159,7 @@ class FitResult:
     def field_snapshot(self, series: int | None = None, fraction: float = 0.5):
         """The fitted model's occupancy field on the mesh at ``fraction`` of the last measurement time of a series
         (default: the fastest rate): ``(x_nm (n,), y_nm (n,), triangles (t, 3), theta (n,), time_s, rate)``."""
+        from fluxsim.api import real_triangles
         from fluxsim.model.protocol import Charge
 
         rates = [s.rate_mA_per_g for s in self.observations.series]
@@ -170,11 +171,8 @@ class FitResult:
         protocol = (Charge(max_duration_s=max(t, 1e-6), until_cutoff=False),)
         theta = np.asarray(simulate_jit(params, mesh, protocol, self.numerics, (t,), (t,)).snapshots[0])
         real = np.asarray(mesh.node_mask)
-        index = np.cumsum(real) - 1
-        tri = np.asarray(mesh.triangles)
-        tri = tri[np.asarray(mesh.triangle_area) > 0]
         xy = (np.asarray(mesh.xy) - np.asarray(mesh.centroid)) * float(self.params.radius_m) * 1e9
-        return xy[real, 0], xy[real, 1], index[tri], theta[real], t, s.rate_mA_per_g
+        return xy[real, 0], xy[real, 1], real_triangles(mesh), theta[real], t, s.rate_mA_per_g
 
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         """The report as JSON text; also written to ``path`` when given."""

@@ -116,8 +116,7 @@ def _gaussian_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
 def _host(mesh: TriMesh):
     """Node coordinates relative to the area centroid and the real triangles of an unbatched mesh (numpy)."""
     xy = np.asarray(mesh.xy) - np.asarray(mesh.centroid)[None, :]
-    triangles = np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
-    return xy, triangles, np.asarray(mesh.node_mask)
+    return xy, raster.triangles_on_host(mesh), np.asarray(mesh.node_mask)
 
 
 def render_frames(

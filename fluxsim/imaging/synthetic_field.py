@@ -89,8 +89,8 @@ def render_field(particles: Sequence[PlacedParticle], shape: tuple[int, int], pi
         cols_near, rows_near = np.flatnonzero(np.abs(x) < 4), np.flatnonzero(np.abs(y) < 4)
         if not (cols_near.size and rows_near.size):
             continue  # the particle lies outside the field
-        triangles = np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
-        stencil = raster.grid_stencil(np.asarray(mesh.xy), triangles, x[cols_near], y[rows_near][::-1])
+        stencil = raster.grid_stencil(np.asarray(mesh.xy), raster.triangles_on_host(mesh), x[cols_near],
+                                      y[rows_near][::-1])
         window = np.ix_(rows_near, cols_near)
         inside = stencil.inside[::-1]  # rows top to bottom
         for k, snap in enumerate(snaps):

@@ -127,8 +127,7 @@ def test_resample_on_a_pixel_grid(mesh):
     """The grid stencil reproduces a linear field exactly inside the particle and is NaN outside."""
     normal = np.array([0.3, 0.2])
     grid = np.linspace(-2, 2, 41)
-    triangles = np.asarray(mesh.triangles)[np.asarray(mesh.triangle_area) > 0]
-    stencil = raster.grid_stencil(np.asarray(mesh.xy), triangles, grid, grid)
+    stencil = raster.grid_stencil(np.asarray(mesh.xy), raster.triangles_on_host(mesh), grid, grid)
     values = raster.apply_stencil(stencil, np.asarray(_linear(mesh, normal)))
     x, y = np.meshgrid(grid, grid)
     inside = np.isfinite(values)
